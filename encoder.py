@@ -1,0 +1,781 @@
+"""Native Jina Embeddings v4 encoder on stock transformers and peft.
+
+Loads a local snapshot in the official ``jinaai/jina-embeddings-v4`` layout
+into the stock ``Qwen2_5_VLModel`` (no ``trust_remote_code``), applies the
+three task LoRAs from the single official adapter file as three named peft
+adapters, and computes single vectors (mean pooled, Matryoshka-truncatable)
+and multi vectors (128-d per token) from one forward pass.
+
+Knows nothing of FiftyOne.
+"""
+
+import json
+import logging
+import os
+import re
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import (
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLModel,
+    Qwen2Tokenizer,
+    Qwen2VLImageProcessor,
+)
+from transformers.models.qwen2_vl.image_processing_qwen2_vl import (
+    smart_resize,
+)
+
+from . import image_inputs
+from .snapshot import INDEX_FILE, SINGLE_WEIGHTS_FILE, SnapshotError
+from .snapshot import require_complete
+
+logger = logging.getLogger(__name__)
+
+TASKS = ("retrieval", "text-matching", "code")
+PROMPT_NAMES = ("query", "passage")
+PROMPT_PREFIXES = {"query": "Query: ", "passage": "Passage: "}
+DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
+
+DEFAULT_MIN_PIXELS = 3136
+DEFAULT_MAX_PIXELS = 602112
+MAX_TEXT_TOKENS = 32768
+
+IMAGE_PROMPT_HEAD = "<|im_start|>user\n<|vision_start|>"
+IMAGE_PROMPT_TAIL = "<|vision_end|>Describe the image.<|im_end|>\n"
+
+# Items are loaded and sorted by length in chunks of this many batches, so
+# that a long list of images never sits decoded in memory all at once.
+_CHUNK_BATCHES = 16
+
+_LORA_KEY = re.compile(
+    r"^base_model\.model\.(?P<module>.+)\.lora_(?P<ab>[AB])\."
+    r"(?P<task>[^.]+)\.weight$"
+)
+
+@dataclass
+class Embeddings:
+    """What an ``encode_*`` call returns.
+
+    Attributes:
+        single: float32 array ``[n, dim]`` of L2-normalised single vectors,
+            or None when not requested
+        multi: list of float32 arrays ``[n_tokens_i, 128]``, one per item,
+            each token L2-normalised, or None when not requested
+    """
+
+    single: np.ndarray = None
+    multi: list = None
+
+
+def resolve_device(device=None):
+    """Returns a ``torch.device``: CUDA when available unless told."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    return torch.device(device)
+
+
+def cpu_has_native_bf16():
+    """Whether this CPU has native bf16 instructions (AVX512-BF16 or AMX)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+
+    return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_dtype(dtype, device):
+    """Maps a dtype name (or ``"auto"``) to a ``torch.dtype`` for a device.
+
+    ``auto`` means bf16 on CUDA (float32 on GPUs without bf16), bf16 on
+    CPUs with native bf16 instructions and float32 on other CPUs, and
+    float32 on MPS, where bf16 support depends on the OS version.
+
+    Args:
+        dtype: one of :data:`DTYPE_CHOICES` or a ``torch.dtype``
+        device: a ``torch.device``
+
+    Returns:
+        a ``torch.dtype``
+    """
+    if isinstance(dtype, torch.dtype):
+        dtype = str(dtype).replace("torch.", "")
+
+    if dtype not in DTYPE_CHOICES:
+        raise ValueError(
+            "Unsupported dtype %r; choose one of %s"
+            % (dtype, ", ".join(DTYPE_CHOICES))
+        )
+
+    if dtype != "auto":
+        return getattr(torch, dtype)
+
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
+
+    return torch.float32
+
+
+def validate_task(task):
+    """Raises a ValueError naming the valid tasks when ``task`` is unknown."""
+    if task not in TASKS:
+        raise ValueError(
+            "Unknown task %r; choose one of %s" % (task, ", ".join(TASKS))
+        )
+
+
+def validate_prompt_name(prompt_name):
+    """Raises a ValueError naming the valid prompt names when unknown."""
+    if prompt_name not in PROMPT_NAMES:
+        raise ValueError(
+            "Unknown prompt_name %r; choose one of %s"
+            % (prompt_name, ", ".join(PROMPT_NAMES))
+        )
+
+
+def validate_pixels(min_pixels, max_pixels):
+    """Raises a ValueError unless ``0 < min_pixels <= max_pixels``."""
+    for name, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(
+                "%s must be a positive integer number of pixels, got %r"
+                % (name, value)
+            )
+
+    if min_pixels > max_pixels:
+        raise ValueError(
+            "min_pixels (%d) must not exceed max_pixels (%d)"
+            % (min_pixels, max_pixels)
+        )
+
+
+def text_prefix(task, prompt_name):
+    """The instruction prefix for a text: text-matching is symmetric."""
+    validate_task(task)
+    validate_prompt_name(prompt_name)
+    if task == "text-matching":
+        return PROMPT_PREFIXES["query"]
+
+    return PROMPT_PREFIXES[prompt_name]
+
+
+def truncate_and_normalize(vectors, dim=None):
+    """Matryoshka truncation: keep the first ``dim`` values, L2-normalise.
+
+    Args:
+        vectors: a float tensor ``[n, d]``
+        dim (None): the number of leading dimensions to keep, or None
+
+    Returns:
+        a float32 tensor ``[n, dim or d]`` with unit rows
+    """
+    vectors = vectors.float()
+    if dim is not None:
+        vectors = vectors[:, :dim]
+
+    return F.normalize(vectors, p=2, dim=-1)
+
+
+def vision_span_mask(input_ids, vision_start_id, vision_end_id):
+    """Marks, per row, the tokens from vision start to vision end inclusive.
+
+    Args:
+        input_ids: a ``[B, L]`` tensor of token ids
+        vision_start_id: the id of ``<|vision_start|>``
+        vision_end_id: the id of ``<|vision_end|>``
+
+    Returns:
+        a bool tensor ``[B, L]``
+    """
+    starts = (input_ids == vision_start_id).long()
+    ends = (input_ids == vision_end_id).long()
+    depth = starts.cumsum(dim=1) - ends.cumsum(dim=1) + ends
+    return depth > 0
+
+
+def masked_mean(hidden, mask):
+    """Mean of ``hidden [B, L, D]`` over the positions where ``mask [B, L]``.
+
+    Accumulates in float32.
+    """
+    weights = mask.to(torch.float32).unsqueeze(-1)
+    total = (hidden.float() * weights).sum(dim=1)
+    return total / weights.sum(dim=1).clamp_min(1.0)
+
+
+class _Backbone(Qwen2_5_VLModel):
+    """The stock Qwen2.5-VL base model; the projector is loaded apart."""
+
+    _keys_to_ignore_on_load_unexpected = [r"^multi_vector_projector\."]
+
+
+class JinaV4Modules(torch.nn.Module):
+    """The module tree of the official model, so adapter keys line up.
+
+    ``model`` is the stock Qwen2.5-VL base model (no LM head) and
+    ``multi_vector_projector`` the 2048 -> 128 projection.
+    """
+
+    def __init__(self, backbone, projector):
+        super().__init__()
+        self.model = backbone
+        self.multi_vector_projector = projector
+
+
+class JinaV4Encoder:
+    """Jina Embeddings v4 on stock transformers + peft.
+
+    Args:
+        snapshot_dir: a local folder in the official snapshot layout
+        device (None): a device string or ``torch.device``; CUDA when
+            available, else CPU
+        dtype ("auto"): one of :data:`DTYPE_CHOICES`; see
+            :func:`resolve_dtype`
+        attn_implementation (None): ``"sdpa"``, ``"flash_attention_2"`` or
+            ``"eager"``; by default flash attention when the ``flash_attn``
+            package is installed and the model runs in half precision on
+            CUDA, else SDPA
+    """
+
+    def __init__(
+        self,
+        snapshot_dir,
+        device=None,
+        dtype="auto",
+        attn_implementation=None,
+    ):
+        self.snapshot_dir = os.path.abspath(os.fspath(snapshot_dir))
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.attn_implementation = attn_implementation or _default_attention(
+            self.device, self.dtype
+        )
+
+        require_complete(self.snapshot_dir)
+        self.forward_calls = 0
+        self._lock = threading.RLock()
+        self._load()
+        logger.info(
+            "Loaded Jina v4 from %s on %s in %s (attention: %s)",
+            self.snapshot_dir,
+            self.device,
+            str(self.dtype).replace("torch.", ""),
+            self.attn_implementation,
+        )
+
+    # -- loading ---------------------------------------------------------
+
+    def _load(self):
+        config = Qwen2_5_VLConfig.from_pretrained(self.snapshot_dir)
+        self.config = config
+        text_config = getattr(config, "text_config", config)
+        self.hidden_size = int(text_config.hidden_size)
+        self.multi_vector_dim = int(
+            getattr(config, "multi_vector_projector_dim", 128)
+        )
+        self.matryoshka_dims = tuple(
+            int(d) for d in (getattr(config, "matryoshka_dims", None) or ())
+        )
+        tasks = tuple(getattr(config, "task_names", None) or TASKS)
+        if tuple(sorted(tasks)) != tuple(sorted(TASKS)):
+            raise SnapshotError(
+                "config.json of '%s' lists tasks %s; expected %s"
+                % (self.snapshot_dir, list(tasks), list(TASKS))
+            )
+
+        self.tokenizer = Qwen2Tokenizer.from_pretrained(self.snapshot_dir)
+        self.image_processor = Qwen2VLImageProcessor.from_pretrained(
+            self.snapshot_dir
+        )
+        self._token_ids = self._special_token_ids(config)
+
+        backbone, info = _Backbone.from_pretrained(
+            self.snapshot_dir,
+            config=config,
+            dtype=self.dtype,
+            attn_implementation=self.attn_implementation,
+            # Official checkpoints use the pre-v5 names
+            key_mapping={r"^visual\.": "visual.", r"^model\.": "language_model."},
+            use_safetensors=True,
+            device_map={"": self.device},
+            output_loading_info=True,
+        )
+        if info["missing_keys"] or info["mismatched_keys"]:
+            raise SnapshotError(
+                "Weights in '%s' do not match the Qwen2.5-VL architecture: "
+                "missing %s, mismatched %s"
+                % (
+                    self.snapshot_dir,
+                    sorted(info["missing_keys"])[:10],
+                    sorted(info["mismatched_keys"])[:10],
+                )
+            )
+
+        projector = self._load_projector()
+        modules = JinaV4Modules(backbone, projector)
+        self._peft_model = self._attach_adapters(modules)
+        self._peft_model.eval()
+        self._modules = modules
+        self._active_task = None
+
+    def _special_token_ids(self, config):
+        ids = {}
+        for name, token in (
+            ("vision_start", "<|vision_start|>"),
+            ("vision_end", "<|vision_end|>"),
+            ("image_pad", "<|image_pad|>"),
+        ):
+            token_id = self.tokenizer.convert_tokens_to_ids(token)
+            if token_id is None or token_id == self.tokenizer.unk_token_id:
+                raise SnapshotError(
+                    "The tokenizer in '%s' lacks the special token %s"
+                    % (self.snapshot_dir, token)
+                )
+            ids[name] = token_id
+
+        if ids["image_pad"] != config.image_token_id:
+            raise SnapshotError(
+                "Tokenizer id of <|image_pad|> (%d) differs from "
+                "config.image_token_id (%d)"
+                % (ids["image_pad"], config.image_token_id)
+            )
+
+        return ids
+
+    def _load_projector(self):
+        from safetensors import safe_open
+
+        weight_key = "multi_vector_projector.weight"
+        bias_key = "multi_vector_projector.bias"
+        shard = self._shard_of(weight_key)
+        with safe_open(shard, framework="pt") as f:
+            keys = set(f.keys())
+            if weight_key not in keys or bias_key not in keys:
+                raise SnapshotError(
+                    "'%s' lacks %s/%s" % (shard, weight_key, bias_key)
+                )
+            weight = f.get_tensor(weight_key)
+            bias = f.get_tensor(bias_key)
+
+        out_dim, in_dim = weight.shape
+        if in_dim != self.hidden_size or out_dim != self.multi_vector_dim:
+            raise SnapshotError(
+                "multi_vector_projector has shape %s; expected [%d, %d]"
+                % (list(weight.shape), self.multi_vector_dim, self.hidden_size)
+            )
+
+        projector = torch.nn.Linear(in_dim, out_dim, bias=True)
+        with torch.no_grad():
+            projector.weight.copy_(weight)
+            projector.bias.copy_(bias)
+
+        return projector.to(device=self.device, dtype=self.dtype)
+
+    def _shard_of(self, key):
+        index = os.path.join(self.snapshot_dir, INDEX_FILE)
+        if os.path.isfile(index):
+            with open(index) as f:
+                weight_map = json.load(f)["weight_map"]
+            if key not in weight_map:
+                raise SnapshotError(
+                    "%s does not list %s" % (INDEX_FILE, key)
+                )
+            return os.path.join(self.snapshot_dir, weight_map[key])
+
+        return os.path.join(self.snapshot_dir, SINGLE_WEIGHTS_FILE)
+
+    def _attach_adapters(self, modules):
+        from peft import LoraConfig, PeftModel
+        from safetensors.torch import load_file
+
+        adapter_dir = os.path.join(self.snapshot_dir, "adapters")
+        with open(os.path.join(adapter_dir, "adapter_config.json")) as f:
+            adapter_config = json.load(f)
+
+        if adapter_config.get("use_dora"):
+            raise SnapshotError("DoRA adapters are not supported")
+
+        state = load_file(
+            os.path.join(adapter_dir, "adapter_model.safetensors")
+        )
+        targets = set()
+        tasks_in_file = set()
+        for key in state:
+            match = _LORA_KEY.match(key)
+            if match is None:
+                raise SnapshotError(
+                    "Unexpected tensor %r in the adapter file; expected "
+                    "'base_model.model.<module>.lora_<A|B>.<task>.weight'"
+                    % key
+                )
+            targets.add(match["module"])
+            tasks_in_file.add(match["task"])
+
+        if tasks_in_file != set(TASKS):
+            raise SnapshotError(
+                "The adapter file holds tasks %s; expected %s"
+                % (sorted(tasks_in_file), sorted(TASKS))
+            )
+
+        lora_config = LoraConfig(
+            r=int(adapter_config["r"]),
+            lora_alpha=adapter_config["lora_alpha"],
+            use_rslora=bool(adapter_config.get("use_rslora", False)),
+            rank_pattern=adapter_config.get("rank_pattern") or {},
+            alpha_pattern=adapter_config.get("alpha_pattern") or {},
+            # exact module names, derived from the keys: the file's regex
+            # is not guaranteed to match the stock module tree
+            target_modules=sorted(targets),
+            lora_dropout=0.0,
+            bias="none",
+            inference_mode=True,
+        )
+        peft_model = PeftModel(
+            modules, lora_config, adapter_name=TASKS[0],
+            autocast_adapter_dtype=False,
+        )
+        for task in TASKS[1:]:
+            peft_model.add_adapter(task, lora_config)
+
+        expected = {
+            k for k in peft_model.state_dict() if ".lora_" in k
+        }
+        if expected != set(state):
+            raise SnapshotError(
+                "The adapter file does not match the model: %d tensors not "
+                "applied (e.g. %s), %d LoRA weights not in the file (e.g. %s)"
+                % (
+                    len(set(state) - expected),
+                    sorted(set(state) - expected)[:3],
+                    len(expected - set(state)),
+                    sorted(expected - set(state))[:3],
+                )
+            )
+
+        result = peft_model.load_state_dict(state, strict=False)
+        not_loaded = set(result.unexpected_keys) | (
+            set(result.missing_keys) & expected
+        )
+        if not_loaded:
+            raise SnapshotError(
+                "%d adapter tensors were not applied, e.g. %s"
+                % (len(not_loaded), sorted(not_loaded)[:3])
+            )
+
+        return peft_model.to(device=self.device, dtype=self.dtype)
+
+    # -- public API ------------------------------------------------------
+
+    @property
+    def tasks(self):
+        """The task names, each with its own LoRA."""
+        return TASKS
+
+    def validate_truncate_dim(self, truncate_dim):
+        """Raises a ValueError unless ``truncate_dim`` is None or allowed."""
+        if truncate_dim is None:
+            return
+
+        if isinstance(truncate_dim, bool) or truncate_dim not in (
+            self.matryoshka_dims
+        ):
+            raise ValueError(
+                "Unsupported truncate_dim %r; choose one of %s or None"
+                % (truncate_dim, ", ".join(map(str, self.matryoshka_dims)))
+            )
+
+    def encode_texts(
+        self,
+        texts,
+        task="retrieval",
+        prompt_name="query",
+        batch_size=8,
+        return_single=True,
+        return_multi=False,
+        truncate_dim=None,
+    ):
+        """Embeds texts.
+
+        Args:
+            texts: a string or a list of strings
+            task ("retrieval"): one of :data:`TASKS`
+            prompt_name ("query"): ``"query"`` or ``"passage"``; selects the
+                ``Query: ``/``Passage: `` prefix (text-matching always
+                uses ``Query: ``)
+            batch_size (8): texts per forward pass
+            return_single (True): whether to return single vectors
+            return_multi (False): whether to return multi vectors
+            truncate_dim (None): Matryoshka dimension for single vectors
+
+        Returns:
+            an :class:`Embeddings`
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+
+        texts = list(texts)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise ValueError(
+                    "Text inputs must be strings; item %d is %s"
+                    % (i, type(text).__name__)
+                )
+
+        prefix = text_prefix(task, prompt_name)
+        self._check_call(batch_size, return_single, return_multi, truncate_dim)
+
+        encoded = self.tokenizer(
+            [prefix + t for t in texts],
+            add_special_tokens=False,
+            truncation=True,
+            max_length=MAX_TEXT_TOKENS,
+        )["input_ids"]
+        order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))
+        batches = [
+            order[i : i + batch_size] for i in range(0, len(order), batch_size)
+        ]
+
+        results = {}
+        for batch in batches:
+            inputs = self._pad([encoded[i] for i in batch])
+            out = self._run(
+                inputs, task, return_single, return_multi, truncate_dim,
+                pool_mask=inputs["attention_mask"].bool(),
+            )
+            for j, i in enumerate(batch):
+                results[i] = (
+                    out[0][j] if out[0] is not None else None,
+                    out[1][j] if out[1] is not None else None,
+                )
+
+        return self._collect(results, len(texts), return_single, return_multi)
+
+    def encode_images(
+        self,
+        images,
+        task="retrieval",
+        batch_size=8,
+        return_single=True,
+        return_multi=False,
+        truncate_dim=None,
+        max_pixels=DEFAULT_MAX_PIXELS,
+        min_pixels=DEFAULT_MIN_PIXELS,
+    ):
+        """Embeds images (document pages).
+
+        Args:
+            images: a list of PIL images (any mode), numpy arrays (HWC),
+                torch tensors (CHW) or file paths
+            task ("retrieval"): one of :data:`TASKS`
+            batch_size (8): images per forward pass
+            return_single (True): whether to return single vectors
+            return_multi (False): whether to return multi vectors
+            truncate_dim (None): Matryoshka dimension for single vectors
+            max_pixels (602112): resize budget per image; bounds the image
+                tokens (``max_pixels / 784``) and so time and memory
+            min_pixels (3136): smaller images are upscaled to this
+
+        Returns:
+            an :class:`Embeddings`
+        """
+        if not isinstance(images, (list, tuple)):
+            images = [images]
+
+        validate_task(task)
+        validate_pixels(min_pixels, max_pixels)
+        self._check_call(batch_size, return_single, return_multi, truncate_dim)
+
+        results = {}
+        chunk = batch_size * _CHUNK_BATCHES
+        for start in range(0, len(images), chunk):
+            indices = range(start, min(start + chunk, len(images)))
+            loaded = {i: image_inputs.to_rgb(images[i]) for i in indices}
+            tokens = {
+                i: self.count_image_tokens(img.size, max_pixels, min_pixels)
+                for i, img in loaded.items()
+            }
+            order = sorted(indices, key=lambda i: -tokens[i])
+            for b in range(0, len(order), batch_size):
+                batch = order[b : b + batch_size]
+                inputs = self._image_inputs(
+                    [loaded.pop(i) for i in batch], max_pixels, min_pixels
+                )
+                pool_mask = inputs["attention_mask"].bool() & (
+                    vision_span_mask(
+                        inputs["input_ids"],
+                        self._token_ids["vision_start"],
+                        self._token_ids["vision_end"],
+                    )
+                )
+                out = self._run(
+                    inputs, task, return_single, return_multi, truncate_dim,
+                    pool_mask=pool_mask,
+                )
+                for j, i in enumerate(batch):
+                    results[i] = (
+                        out[0][j] if out[0] is not None else None,
+                        out[1][j] if out[1] is not None else None,
+                    )
+
+        return self._collect(
+            results, len(images), return_single, return_multi
+        )
+
+    def count_image_tokens(
+        self,
+        size,
+        max_pixels=DEFAULT_MAX_PIXELS,
+        min_pixels=DEFAULT_MIN_PIXELS,
+    ):
+        """Image tokens an image of ``size = (width, height)`` turns into."""
+        width, height = size
+        factor = self.image_processor.patch_size * self.image_processor.merge_size
+        h, w = smart_resize(
+            height, width, factor, min_pixels=min_pixels, max_pixels=max_pixels
+        )
+        return (h // factor) * (w // factor)
+
+    # -- internals -------------------------------------------------------
+
+    def _check_call(self, batch_size, return_single, return_multi, dim):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+            raise ValueError("batch_size must be an integer, got %r" % batch_size)
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1, got %d" % batch_size)
+        if not (return_single or return_multi):
+            raise ValueError(
+                "Nothing to compute: set return_single and/or return_multi"
+            )
+        self.validate_truncate_dim(dim)
+
+    def _pad(self, sequences):
+        longest = max(len(s) for s in sequences)
+        pad_id = self.tokenizer.pad_token_id
+        if pad_id is None:
+            pad_id = self.tokenizer.eos_token_id or 0
+
+        # Right padding keeps text positions 0..n-1 whatever the batch.
+        input_ids = torch.full((len(sequences), longest), pad_id)
+        attention_mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+        for row, seq in enumerate(sequences):
+            input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+            attention_mask[row, : len(seq)] = 1
+
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+    def _image_inputs(self, images, max_pixels, min_pixels):
+        processed = self.image_processor(
+            images=images,
+            size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
+            return_tensors="pt",
+        )
+        grids = processed["image_grid_thw"]
+        merge = self.image_processor.merge_size ** 2
+        head = self._template_ids(IMAGE_PROMPT_HEAD)
+        tail = self._template_ids(IMAGE_PROMPT_TAIL)
+        pad_id = self._token_ids["image_pad"]
+        sequences = [
+            head + [pad_id] * int(grid.prod() // merge) + tail
+            for grid in grids
+        ]
+        inputs = self._pad(sequences)
+        inputs["pixel_values"] = processed["pixel_values"]
+        inputs["image_grid_thw"] = grids
+        return inputs
+
+    def _template_ids(self, text):
+        cache = self.__dict__.setdefault("_template_cache", {})
+        if text not in cache:
+            cache[text] = self.tokenizer(text, add_special_tokens=False)[
+                "input_ids"
+            ]
+        return cache[text]
+
+    def _run(
+        self, inputs, task, want_single, want_multi, truncate_dim, pool_mask
+    ):
+        validate_task(task)
+        device = self.device
+        input_ids = inputs["input_ids"].to(device)
+        attention_mask = inputs["attention_mask"].to(device)
+        kwargs = {}
+        if "pixel_values" in inputs:
+            grid = inputs["image_grid_thw"].to(device)
+            kwargs["pixel_values"] = inputs["pixel_values"].to(
+                device=device, dtype=self.dtype
+            )
+            kwargs["image_grid_thw"] = grid
+            kwargs["position_ids"] = self._mrope_positions(
+                input_ids, attention_mask, grid
+            )
+
+        with self._lock, torch.inference_mode():
+            self.forward_calls += 1
+            if self._active_task != task:
+                self._peft_model.set_adapter(task)
+                self._active_task = task
+
+            hidden = self._modules.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                use_cache=False,
+                **kwargs,
+            ).last_hidden_state
+
+            single = multi = None
+            if want_single:
+                pooled = masked_mean(hidden, pool_mask.to(device))
+                single = truncate_and_normalize(pooled, truncate_dim).cpu()
+            if want_multi:
+                projected = self._modules.multi_vector_projector(hidden)
+                projected = F.normalize(projected.float(), p=2, dim=-1).cpu()
+                keep = attention_mask.bool().cpu()
+                multi = [projected[r][keep[r]] for r in range(len(keep))]
+
+        return single, multi
+
+    def _mrope_positions(self, input_ids, attention_mask, grid):
+        token_type = (input_ids == self._token_ids["image_pad"]).int()
+        positions, _ = self._modules.model.get_rope_index(
+            input_ids,
+            mm_token_type_ids=token_type,
+            image_grid_thw=grid,
+            attention_mask=attention_mask,
+        )
+        return positions
+
+    def _collect(self, results, n, want_single, want_multi):
+        single = multi = None
+        if want_single:
+            rows = [results[i][0].numpy() for i in range(n)]
+            single = (
+                np.stack(rows).astype(np.float32, copy=False)
+                if rows
+                else np.zeros((0, self.hidden_size), dtype=np.float32)
+            )
+        if want_multi:
+            multi = [results[i][1].numpy().astype(np.float32) for i in range(n)]
+
+        return Embeddings(single=single, multi=multi)
+
+
+def _default_attention(device, dtype):
+    if device.type == "cuda" and dtype in (torch.bfloat16, torch.float16):
+        try:
+            import flash_attn  # noqa: F401
+        except ImportError:
+            return "sdpa"
+        return "flash_attention_2"
+
+    return "sdpa"

@@ -1,0 +1,603 @@
+"""Jina Embeddings v4 as a FiftyOne model.
+
+| Copyright 2026, the jina-embeddings-v4 FiftyOne integration authors.
+| Apache 2.0
+
+Read top to bottom for the whole FiftyOne contract: the config and its
+validation, image loading for FiftyOne's data loader, image and prompt
+embeddings, and zero-shot classification by exact late interaction.
+"""
+
+import json
+import logging
+import os
+import sys
+
+import numpy as np
+import torch
+
+import fiftyone.core.labels as fol
+import fiftyone.core.models as fom
+import fiftyone.utils.torch as fout
+
+from . import encoder as jenc
+from . import encoder_cache
+from . import image_inputs
+from . import late_interaction as li
+
+logger = logging.getLogger(__name__)
+
+VECTOR_MODES = ("single", "multi")
+DEFAULT_MATRYOSHKA_DIMS = (128, 256, 512, 1024, 2048)
+
+# Mean MaxSim lies in [-1, 1]; this scale gives softmax confidences the
+# spread of CLIP-style zero-shot logits while staying far from overflow.
+LOGIT_SCALE = 100.0
+PROMPT_BATCH_SIZE = 32
+
+# Options a user may pass to load_zoo_model(); anything else is rejected
+# with this list, so that a typo never silently falls back to a default.
+OPTIONS = (
+    "task",
+    "vector_mode",
+    "pooling_strategy",
+    "truncate_dim",
+    "query_prompt_name",
+    "passage_prompt_name",
+    "classes",
+    "text_prompt",
+    "max_pixels",
+    "min_pixels",
+    "dtype",
+    "attn_implementation",
+    "device",
+)
+
+
+def load_model(snapshot_dir, **kwargs):
+    """Builds a :class:`JinaEmbeddingsV4` from a snapshot and user options.
+
+    Args:
+        snapshot_dir: the downloaded snapshot folder
+        **kwargs: any of :data:`OPTIONS`
+
+    Returns:
+        a :class:`JinaEmbeddingsV4`
+    """
+    unknown = sorted(set(kwargs) - set(OPTIONS))
+    if unknown:
+        raise ValueError(
+            "Unknown option(s) %s for jinaai/jina-embeddings-v4; valid "
+            "options are: %s" % (", ".join(unknown), ", ".join(OPTIONS))
+        )
+
+    config = JinaEmbeddingsV4Config(dict(kwargs, snapshot_dir=snapshot_dir))
+    return JinaEmbeddingsV4(config)
+
+
+class JinaEmbeddingsV4Config(fout.TorchImageModelConfig):
+    """Configuration for :class:`JinaEmbeddingsV4`.
+
+    Every value is validated here, before any weights load.
+
+    Args:
+        snapshot_dir: the folder of the downloaded snapshot (set by the zoo)
+        task ("retrieval"): the task LoRA: ``"retrieval"``,
+            ``"text-matching"`` or ``"code"``
+        vector_mode ("single"): ``"single"`` stores the 2048-d (or
+            ``truncate_dim``) single vector; ``"multi"`` stores the 128-d
+            per-token multi vectors pooled by ``pooling_strategy``
+        pooling_strategy ("mean"): ``"mean"`` or ``"max"`` pooling of the
+            multi vectors in multi mode
+        truncate_dim (None): Matryoshka dimension of single vectors, one of
+            the checkpoint's ``matryoshka_dims`` (128, 256, 512, 1024, 2048)
+        query_prompt_name ("query"): prefix for prompts (text queries and
+            class prompts): ``"query"`` or ``"passage"``
+        passage_prompt_name ("passage"): prefix for texts embedded as
+            documents with :meth:`JinaEmbeddingsV4.embed_documents`
+        classes (None): class names for zero-shot classification
+        text_prompt (""): text put before each class name, joined with a
+            space, e.g. ``"a scan of a"``
+        max_pixels (602112): per-image resize budget; an image becomes at
+            most ``max_pixels / 784`` tokens, which bounds time and memory
+        min_pixels (3136): smaller images are upscaled to this
+        dtype ("auto"): ``"auto"``, ``"float32"``, ``"bfloat16"`` or
+            ``"float16"``; auto is bf16 on CUDA and on CPUs with native bf16,
+            float32 elsewhere
+        attn_implementation (None): ``"sdpa"``, ``"flash_attention_2"`` or
+            ``"eager"``; default flash attention when installed on CUDA,
+            else SDPA
+        device (None): e.g. ``"cuda:0"`` or ``"cpu"``; default CUDA when
+            available
+    """
+
+    def __init__(self, d):
+        d = dict(d)
+        # Batching in FiftyOne requires these three together (with the
+        # model's collate_fn below)
+        d.setdefault("raw_inputs", True)
+        d.setdefault("ragged_batches", False)
+        super().__init__(d)
+
+        self.snapshot_dir = self.parse_string(d, "snapshot_dir")
+        self.task = self.parse_string(d, "task", default="retrieval")
+        self.vector_mode = self.parse_string(d, "vector_mode", default="single")
+        self.pooling_strategy = self.parse_string(
+            d, "pooling_strategy", default="mean"
+        )
+        self.truncate_dim = self.parse_raw(d, "truncate_dim", default=None)
+        self.query_prompt_name = self.parse_string(
+            d, "query_prompt_name", default="query"
+        )
+        self.passage_prompt_name = self.parse_string(
+            d, "passage_prompt_name", default="passage"
+        )
+        self.text_prompt = self.parse_raw(d, "text_prompt", default="")
+        self.max_pixels = self.parse_raw(
+            d, "max_pixels", default=jenc.DEFAULT_MAX_PIXELS
+        )
+        self.min_pixels = self.parse_raw(
+            d, "min_pixels", default=jenc.DEFAULT_MIN_PIXELS
+        )
+        self.dtype = self.parse_string(d, "dtype", default="auto")
+        self.attn_implementation = self.parse_raw(
+            d, "attn_implementation", default=None
+        )
+        self._validate()
+
+    def _validate(self):
+        jenc.validate_task(self.task)
+        jenc.validate_prompt_name(self.query_prompt_name)
+        jenc.validate_prompt_name(self.passage_prompt_name)
+        _check_choice("vector_mode", self.vector_mode, VECTOR_MODES)
+        _check_choice(
+            "pooling_strategy", self.pooling_strategy, li.POOLING_CHOICES
+        )
+        _check_choice("dtype", self.dtype, jenc.DTYPE_CHOICES)
+        _check_choice(
+            "attn_implementation",
+            self.attn_implementation,
+            (None, "sdpa", "flash_attention_2", "eager"),
+        )
+        jenc.validate_pixels(self.min_pixels, self.max_pixels)
+        self.classes = validate_classes(self.classes)
+        self.text_prompt = validate_text_prompt(self.text_prompt)
+
+        dims = matryoshka_dims(self.snapshot_dir)
+        if self.truncate_dim is not None:
+            if self.vector_mode != "single":
+                raise ValueError(
+                    "truncate_dim applies to vector_mode='single' only; "
+                    "multi mode always stores 128-d pooled vectors"
+                )
+            if isinstance(self.truncate_dim, bool) or (
+                self.truncate_dim not in dims
+            ):
+                raise ValueError(
+                    "Unsupported truncate_dim %r; choose one of %s or None"
+                    % (self.truncate_dim, ", ".join(map(str, dims)))
+                )
+
+
+def matryoshka_dims(snapshot_dir):
+    """The truncation dims a snapshot allows, read from its config.json."""
+    path = os.path.join(snapshot_dir or "", "config.json")
+    try:
+        with open(path) as f:
+            dims = json.load(f).get("matryoshka_dims")
+    except (OSError, ValueError):
+        dims = None
+
+    return tuple(int(d) for d in dims) if dims else DEFAULT_MATRYOSHKA_DIMS
+
+
+def validate_classes(classes):
+    """Checks zero-shot classes; returns them as a list, or None.
+
+    A single class is allowed (its confidence is always 1.0).
+    """
+    if classes is None:
+        return None
+
+    if isinstance(classes, str):
+        raise ValueError(
+            "classes must be a list of strings, got the string %r; pass "
+            "e.g. ['invoice', 'receipt']" % classes
+        )
+
+    classes = list(classes)
+    if not classes:
+        raise ValueError(
+            "classes is empty; pass at least one class name, e.g. "
+            "['invoice', 'receipt']"
+        )
+
+    bad = [c for c in classes if not isinstance(c, str) or not c.strip()]
+    if bad:
+        raise ValueError(
+            "classes must be non-empty strings; got %r" % (bad[:5],)
+        )
+
+    seen, duplicates = set(), []
+    for c in classes:
+        if c in seen and c not in duplicates:
+            duplicates.append(c)
+        seen.add(c)
+
+    if duplicates:
+        raise ValueError(
+            "classes contains duplicates %r; each class must appear once"
+            % duplicates
+        )
+
+    return classes
+
+
+def validate_text_prompt(text_prompt):
+    """Checks the class prompt prefix; None means no prefix."""
+    if text_prompt is None:
+        return ""
+
+    if not isinstance(text_prompt, str):
+        raise ValueError(
+            "text_prompt must be a string, got %s" % type(text_prompt).__name__
+        )
+
+    return text_prompt
+
+
+def class_prompts(classes, text_prompt):
+    """The texts embedded for each class: ``text_prompt`` + space + class."""
+    prefix = text_prompt.strip()
+    if not prefix:
+        return list(classes)
+
+    return ["%s %s" % (prefix, c) for c in classes]
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(
+            "Unsupported %s %r; choose one of %s"
+            % (name, value, ", ".join(repr(c) for c in choices))
+        )
+
+
+class UnreadableImage(object):
+    """Stands in for an image that could not be read, so that one bad file
+    does not cost the rest of its batch."""
+
+    def __init__(self, path, error):
+        self.path = path
+        self.error = error
+
+
+class JinaImageGetItem(fout.GetItem):
+    """Loads a sample's image for FiftyOne's data loader workers.
+
+    Uses :func:`image_inputs.load_image` rather than PIL's plain RGB
+    conversion, so 16-bit scans, palette images with transparency, CMYK and
+    EXIF rotation come out right.
+    """
+
+    @property
+    def required_keys(self):
+        return ["filepath"]
+
+    def __call__(self, d):
+        path = d["filepath"]
+        try:
+            return image_inputs.load_image(path)
+        except ValueError as e:
+            if not _loader_skips_failures():
+                raise
+
+            return UnreadableImage(path, str(e))
+
+
+def _loader_skips_failures():
+    """Whether the FiftyOne data loader calling us skips failures.
+
+    FiftyOne drops a whole batch when one item raises; returning a
+    placeholder instead keeps the other samples of the batch, but only
+    when the caller asked to skip failures. FiftyOne does not hand that
+    flag to the GetItem, so read it off the dataset that is calling.
+    """
+    info = torch.utils.data.get_worker_info()
+    if info is not None:
+        return bool(getattr(info.dataset, "skip_failures", False))
+
+    frame = sys._getframe(1)
+    for _ in range(8):
+        if frame is None:
+            break
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, fout.FiftyOneTorchDataset):
+            return bool(owner.skip_failures)
+        frame = frame.f_back
+
+    return False
+
+
+class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
+    """Jina Embeddings v4 for FiftyOne: embeddings, text search, zero-shot.
+
+    Images are embedded as documents and prompts as queries, in the same
+    space for the same settings. Zero-shot classification scores each image
+    against each class prompt by exact multi-vector late interaction.
+
+    Args:
+        config: a :class:`JinaEmbeddingsV4Config`
+    """
+
+    def __init__(self, config):
+        super().__init__(config)
+        self._text_prompt = config.text_prompt
+        self._class_vectors = None
+
+    # FiftyOne batches only with an importable identity collate function
+    collate_fn = staticmethod(fom.TorchModelMixin.collate_fn)
+
+    @property
+    def has_collate_fn(self):
+        return True
+
+    @property
+    def has_embeddings(self):
+        return True
+
+    @property
+    def can_embed_prompts(self):
+        return True
+
+    @property
+    def has_logits(self):
+        return True
+
+    @property
+    def encoder(self):
+        """The shared :class:`encoder.JinaV4Encoder`."""
+        return self._model
+
+    @property
+    def classes(self):
+        """The zero-shot class names; setting them drops cached vectors."""
+        return self._classes
+
+    @classes.setter
+    def classes(self, value):
+        self._classes = validate_classes(value)
+        self._class_vectors = None
+
+    @property
+    def text_prompt(self):
+        """Text put before each class name; setting it drops the cache."""
+        return self._text_prompt
+
+    @text_prompt.setter
+    def text_prompt(self, value):
+        self._text_prompt = validate_text_prompt(value)
+        self._class_vectors = None
+
+    def _load_model(self, config):
+        return encoder_cache.get_encoder(
+            config.snapshot_dir,
+            device=self._device,
+            dtype=config.dtype,
+            attn_implementation=config.attn_implementation,
+        )
+
+    def build_get_item(self, field_mapping=None):
+        return JinaImageGetItem(field_mapping=field_mapping)
+
+    # -- embeddings ----------------------------------------------------
+
+    def embed(self, img):
+        return self.embed_all([img])[0]
+
+    def embed_all(self, imgs):
+        """Embeds a batch of images (one forward pass per call).
+
+        Returns:
+            a float32 array ``[n, dim]``, or a list with None in place of
+            images that could not be read (when FiftyOne skips failures)
+        """
+        images, failed = _split_unreadable(imgs)
+        vectors = self._embed_images(images) if images else []
+        return _merge_failed(vectors, failed, len(images) + len(failed))
+
+    def embed_prompt(self, prompt):
+        return self.embed_prompts([prompt])[0]
+
+    def embed_prompts(self, prompts):
+        """Embeds text queries in the images' space.
+
+        Returns:
+            a float32 array ``[n, dim]``
+        """
+        return self._embed_texts(prompts, self.config.query_prompt_name)
+
+    def embed_documents(self, texts):
+        """Embeds texts as documents (e.g. OCR text) in the same space.
+
+        Returns:
+            a float32 array ``[n, dim]``
+        """
+        return self._embed_texts(texts, self.config.passage_prompt_name)
+
+    def embed_multivectors(self, imgs):
+        """The per-token multi vectors of images, for re-ranking.
+
+        Returns:
+            a list of float32 arrays ``[n_tokens_i, 128]``
+        """
+        images = [_as_image(img) for img in _as_list(imgs)]
+        return self._model.encode_images(
+            images,
+            task=self.config.task,
+            batch_size=max(1, len(images)),
+            return_single=False,
+            return_multi=True,
+            max_pixels=self.config.max_pixels,
+            min_pixels=self.config.min_pixels,
+        ).multi
+
+    def embed_prompt_multivectors(self, prompts):
+        """The per-token multi vectors of text queries, for re-ranking."""
+        return self._model.encode_texts(
+            _check_prompts(prompts),
+            task=self.config.task,
+            prompt_name=self.config.query_prompt_name,
+            batch_size=PROMPT_BATCH_SIZE,
+            return_single=False,
+            return_multi=True,
+        ).multi
+
+    def _embed_images(self, images):
+        multi = self.config.vector_mode == "multi"
+        out = self._model.encode_images(
+            images,
+            task=self.config.task,
+            batch_size=len(images),
+            return_single=not multi,
+            return_multi=multi,
+            truncate_dim=self.config.truncate_dim,
+            max_pixels=self.config.max_pixels,
+            min_pixels=self.config.min_pixels,
+        )
+        return self._final_vectors(out)
+
+    def _embed_texts(self, texts, prompt_name):
+        multi = self.config.vector_mode == "multi"
+        out = self._model.encode_texts(
+            _check_prompts(texts),
+            task=self.config.task,
+            prompt_name=prompt_name,
+            batch_size=PROMPT_BATCH_SIZE,
+            return_single=not multi,
+            return_multi=multi,
+            truncate_dim=self.config.truncate_dim,
+        )
+        return self._final_vectors(out)
+
+    def _final_vectors(self, out):
+        if self.config.vector_mode == "single":
+            return out.single
+
+        pooled = li.pool_multivectors(out.multi, self.config.pooling_strategy)
+        return pooled.numpy().astype(np.float32, copy=False)
+
+    # -- zero-shot classification --------------------------------------
+
+    def _predict_all(self, imgs):
+        if not self._classes:
+            raise ValueError(
+                "No classes set for zero-shot classification. Pass "
+                "classes=[...] to foz.load_zoo_model() or set "
+                "model.classes = ['invoice', 'receipt', ...] before "
+                "apply_model()"
+            )
+
+        images, failed = _split_unreadable(_as_list(imgs))
+        if not images:
+            return _merge_failed([], failed, len(failed))
+
+        pages = self._model.encode_images(
+            images,
+            task=self.config.task,
+            batch_size=len(images),
+            return_single=False,
+            return_multi=True,
+            max_pixels=self.config.max_pixels,
+            min_pixels=self.config.min_pixels,
+        ).multi
+        scores = li.maxsim_scores(
+            self._get_class_vectors(), pages, normalize="mean"
+        )
+        logits = (scores.T * LOGIT_SCALE).float()
+        labels = self._to_classifications(logits)
+        return _merge_failed(labels, failed, len(images) + len(failed))
+
+    def _get_class_vectors(self):
+        if self._class_vectors is None:
+            self._class_vectors = self._model.encode_texts(
+                class_prompts(self._classes, self._text_prompt),
+                task=self.config.task,
+                prompt_name=self.config.query_prompt_name,
+                batch_size=PROMPT_BATCH_SIZE,
+                return_single=False,
+                return_multi=True,
+            ).multi
+
+        return self._class_vectors
+
+    def _to_classifications(self, logits):
+        # torch's softmax subtracts the row max: finite for any logits
+        probs = torch.softmax(logits, dim=1)
+        best = probs.argmax(dim=1)
+        labels = []
+        for row, idx in enumerate(best.tolist()):
+            label = fol.Classification(
+                label=self._classes[idx],
+                confidence=float(probs[row, idx]),
+            )
+            if self.store_logits:
+                label.logits = logits[row].numpy()
+            labels.append(label)
+
+        return labels
+
+
+def _as_list(imgs):
+    if isinstance(imgs, (torch.Tensor, np.ndarray)) and imgs.ndim == 4:
+        return list(imgs)
+
+    if isinstance(imgs, (list, tuple)):
+        return list(imgs)
+
+    return [imgs]
+
+
+def _as_image(img):
+    if isinstance(img, UnreadableImage):
+        raise ValueError(img.error)
+
+    return img
+
+
+def _split_unreadable(imgs):
+    images, failed = [], {}
+    for i, img in enumerate(_as_list(imgs)):
+        if isinstance(img, UnreadableImage):
+            logger.warning("Skipping unreadable image: %s", img.error)
+            failed[i] = img
+        else:
+            images.append(img)
+
+    return images, failed
+
+
+def _merge_failed(results, failed, n):
+    if not failed:
+        return results
+
+    merged, it = [], iter(results)
+    for i in range(n):
+        merged.append(None if i in failed else next(it))
+
+    return merged
+
+
+def _check_prompts(prompts):
+    if isinstance(prompts, str):
+        prompts = [prompts]
+
+    prompts = list(prompts)
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str):
+            raise ValueError(
+                "Prompts must be strings; item %d is %s"
+                % (i, type(p).__name__)
+            )
+
+    return prompts
