@@ -117,6 +117,8 @@ class JinaEmbeddingsV4Config(fout.TorchImageModelConfig):
         # model's collate_fn below)
         d.setdefault("raw_inputs", True)
         d.setdefault("ragged_batches", False)
+        # checked first: FiftyOne's own parsing has a less helpful message
+        d["classes"] = validate_classes(d.get("classes"))
         super().__init__(d)
 
         self.snapshot_dir = self.parse_string(d, "snapshot_dir")
@@ -160,7 +162,6 @@ class JinaEmbeddingsV4Config(fout.TorchImageModelConfig):
             (None, "sdpa", "flash_attention_2", "eager"),
         )
         jenc.validate_pixels(self.min_pixels, self.max_pixels)
-        self.classes = validate_classes(self.classes)
         self.text_prompt = validate_text_prompt(self.text_prompt)
 
         dims = matryoshka_dims(self.snapshot_dir)
@@ -295,6 +296,31 @@ class JinaImageGetItem(fout.GetItem):
             return UnreadableImage(path, str(e))
 
 
+_NO_CLASSES_MESSAGE = (
+    "No classes set for zero-shot classification. Pass classes=[...] to "
+    "foz.load_zoo_model(), or set model.classes = ['invoice', 'receipt', "
+    "...] before apply_model()"
+)
+
+
+def _inside_fiftyone(function_name, max_depth=12):
+    """Whether a FiftyOne ``fiftyone.core.models`` function of this name
+    is on the call stack (FiftyOne gives models no other way to know which
+    operation entered them)."""
+    frame = sys._getframe(1)
+    for _ in range(max_depth):
+        if frame is None:
+            return False
+        if (
+            frame.f_code.co_name == function_name
+            and frame.f_globals.get("__name__") == "fiftyone.core.models"
+        ):
+            return True
+        frame = frame.f_back
+
+    return False
+
+
 def _loader_skips_failures():
     """Whether the FiftyOne data loader calling us skips failures.
 
@@ -379,6 +405,14 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
         self._text_prompt = validate_text_prompt(value)
         self._class_vectors = None
 
+    def __enter__(self):
+        if not self._classes and _inside_fiftyone("apply_model"):
+            # FiftyOne would log this per batch when skipping failures;
+            # entering the model happens once, before any batch
+            raise ValueError(_NO_CLASSES_MESSAGE)
+
+        return super().__enter__()
+
     def _load_model(self, config):
         return encoder_cache.get_encoder(
             config.snapshot_dir,
@@ -453,6 +487,20 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
             return_multi=True,
         ).multi
 
+    def compute_multivectors(self, samples, **kwargs):
+        """Stores the samples' multi vectors; see
+        :func:`rerank.compute_multivectors`."""
+        from .rerank import compute_multivectors
+
+        return compute_multivectors(samples, self, **kwargs)
+
+    def rerank(self, samples, query, **kwargs):
+        """Re-ranks a text search by exact MaxSim; see
+        :func:`rerank.rerank`."""
+        from .rerank import rerank
+
+        return rerank(samples, query, self, **kwargs)
+
     def _embed_images(self, images):
         multi = self.config.vector_mode == "multi"
         out = self._model.encode_images(
@@ -491,12 +539,7 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
 
     def _predict_all(self, imgs):
         if not self._classes:
-            raise ValueError(
-                "No classes set for zero-shot classification. Pass "
-                "classes=[...] to foz.load_zoo_model() or set "
-                "model.classes = ['invoice', 'receipt', ...] before "
-                "apply_model()"
-            )
+            raise ValueError(_NO_CLASSES_MESSAGE)
 
         images, failed = _split_unreadable(_as_list(imgs))
         if not images:

@@ -5,6 +5,7 @@ FiftyOne reads its configuration from the environment when first imported
 everything is set here, before any test module imports fiftyone.
 """
 
+import atexit
 import importlib.util
 import os
 import shutil
@@ -26,6 +27,9 @@ ZOO_PACKAGE = "jina_embeddings_v4"
 MODEL_NAME = "jinaai/jina-embeddings-v4"
 
 _TMP = tempfile.mkdtemp(prefix="jina-v4-tests-")
+# Registered before fiftyone is imported, so it runs after FiftyOne's own
+# exit handler has stopped the database that lives in this folder.
+atexit.register(shutil.rmtree, _TMP, True)
 os.environ.update(
     FIFTYONE_DO_NOT_TRACK="true",
     FIFTYONE_DATABASE_DIR=os.path.join(_TMP, "db"),
@@ -104,5 +108,3 @@ def zoo_source():
     return install_source(os.environ["FIFTYONE_MODEL_ZOO_DIR"])
 
 
-def pytest_sessionfinish(session, exitstatus):
-    shutil.rmtree(_TMP, ignore_errors=True)

@@ -1,0 +1,849 @@
+"""Quickstart: Jina Embeddings v4 in FiftyOne, end to end.
+
+Installs this checkout as the ``jina_embeddings_v4`` remote zoo model source,
+builds a dataset of document pages, then runs the whole workflow: image
+embeddings, a similarity index with text search, zero-shot classification
+(with and without a text prompt) and a 2D visualization of the embeddings.
+
+Usage::
+
+    python examples/quickstart.py               # the real model (7.6 GB)
+    python examples/quickstart.py --auto-tiny   # real if the hub answers
+    python examples/quickstart.py --tiny        # offline pipeline check
+    python examples/quickstart.py --app         # then browse in the App
+
+With ``--tiny`` a tiny checkpoint of random weights stands in for the real
+model: every vector, search hit and label it gives is meaningless, and the
+run only proves that the pipeline works.
+"""
+
+import argparse
+import collections
+import contextlib
+import importlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import traceback
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+MODEL_NAME = "jinaai/jina-embeddings-v4"
+SOURCE_NAME = "jina_embeddings_v4"  # the manifest's name: the zoo folder
+WEIGHTS_FOLDER = "jina-embeddings-v4"  # the manifest's base_filename
+DATASET_NAME = "jina-v4-quickstart"
+
+EMBEDDINGS_FIELD = "jina_emb"
+SIMILARITY_KEY = "jina_sim"
+VISUALIZATION_KEY = "jina_viz"
+
+QUERIES = (
+    "invoice from 2024",
+    "grocery store receipt",
+    "signed service agreement",
+    "slide with a bar chart",
+)
+CLASSES = ["invoice", "receipt", "form", "contract", "presentation slide"]
+TEXT_PROMPT = "a scan of a"
+
+HIT_HEADER = ("query", "#", "file", "kind", "year")
+
+# Class name -> the generated pages' ``kind``, where they differ
+CLASS_TO_KIND = {"presentation slide": "slide"}
+
+HUB_TIMEOUT_S = 5
+HUB_CHECK_LIMIT_S = 30
+
+# What of this checkout is not part of the zoo source (as tests/conftest.py)
+_NOT_SOURCE = shutil.ignore_patterns(
+    ".venv",
+    ".git",
+    ".ci",
+    "tests",
+    "benchmarks",
+    "examples",
+    "scripts",
+    "__pycache__",
+    "*.pyc",
+    ".pytest_cache",
+    WEIGHTS_FOLDER,
+)
+
+_TINY_BANNER = """\
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+!!  TINY MODE: a tiny checkpoint of RANDOM weights stands in for the   !!
+!!  real model. Every embedding, search hit and label below is         !!
+!!  MEANINGLESS; this run only proves that the pipeline works.         !!
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"""
+
+
+class QuickstartError(Exception):
+    """A failure with a message that says what to do about it."""
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Runs Jina Embeddings v4 end to end in FiftyOne: "
+        "embeddings, text search, zero-shot labels and a visualization.",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--tiny",
+        action="store_true",
+        default=False,
+        help="offline: write a tiny random checkpoint and use it; results "
+        "are meaningless and only prove that the pipeline works (default: "
+        "off)",
+    )
+    mode.add_argument(
+        "--auto-tiny",
+        action="store_true",
+        default=False,
+        help="use the real model when its weights are local or the Hugging "
+        "Face Hub is reachable, else fall back to --tiny (what `make demo` "
+        "runs; default: off)",
+    )
+    parser.add_argument(
+        "--dataset",
+        metavar="NAME",
+        default=None,
+        help="a Hugging Face Hub image dataset to load instead of the "
+        "generated pages, e.g. Voxel51/document-haystack-10pages "
+        "(default: generated invoices, receipts, forms, contracts, slides)",
+    )
+    parser.add_argument(
+        "--max-samples",
+        metavar="N",
+        type=_positive_int,
+        default=None,
+        help="use at most N samples (default: all)",
+    )
+    parser.add_argument(
+        "--num-docs",
+        metavar="N",
+        type=_positive_int,
+        default=30,
+        help="how many document pages to generate (default: 30)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        metavar="N",
+        type=_positive_int,
+        default=8,
+        help="images per forward pass (default: 8)",
+    )
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="e.g. cuda, cuda:1 or cpu (default: CUDA when available)",
+    )
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=("auto", "float32", "bfloat16", "float16"),
+        help="weights dtype; auto is bfloat16 on CUDA and on CPUs with "
+        "native bfloat16, else float32 (default: auto)",
+    )
+    parser.add_argument(
+        "--app",
+        action="store_true",
+        default=False,
+        help="launch the FiftyOne App on the result and wait until Ctrl-C "
+        "(default: off)",
+    )
+    parser.add_argument(
+        "--zoo-dir",
+        metavar="DIR",
+        default=None,
+        help="where to install the zoo source (default: a temporary folder "
+        "in tiny mode, FiftyOne's model_zoo_dir otherwise)",
+    )
+    return parser.parse_args(argv)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not an integer: %r" % text)
+
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1, got %d" % value)
+
+    return value
+
+
+# -- choosing the mode, before fiftyone is imported ---------------------------
+
+
+def hub_reachable():
+    """Whether the model's hub page answers; returns ``(ok, why_not)``.
+
+    Asked in a child process, so that this process imports huggingface_hub
+    only after HF_HUB_OFFLINE is settled, and a hung lookup can be killed.
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False, "HF_HUB_OFFLINE is set"
+
+    code = (
+        "from huggingface_hub import HfApi\n"
+        "HfApi().model_info(%r, timeout=%d)\n" % (MODEL_NAME, HUB_TIMEOUT_S)
+    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=HUB_CHECK_LIMIT_S,
+        )
+    except subprocess.TimeoutExpired:
+        return False, "no answer within %ds" % HUB_CHECK_LIMIT_S
+
+    if result.returncode == 0:
+        return True, None
+
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    why = lines[-1].strip() if lines else "exit code %d" % result.returncode
+    return False, _shorten(why, 160)
+
+
+def default_zoo_dir():
+    """FiftyOne's configured model_zoo_dir, read in a child process."""
+    code = "import fiftyone as fo; print(fo.config.model_zoo_dir)"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except subprocess.TimeoutExpired:
+        return None
+
+    lines = result.stdout.strip().splitlines()
+    return lines[-1].strip() if result.returncode == 0 and lines else None
+
+
+def local_weights_complete(zoo_dir):
+    """Whether a complete real snapshot is already installed in zoo_dir."""
+    if not zoo_dir:
+        return False
+
+    path = os.path.join(zoo_dir, SOURCE_NAME, WEIGHTS_FOLDER)
+    snapshot = _load_file_module(
+        "jina_v4_quickstart_snapshot", os.path.join(REPO_ROOT, "snapshot.py")
+    )
+    return not snapshot.missing_files(path) and not is_tiny_snapshot(path)
+
+
+def choose_mode(args):
+    """Returns ``(mode, note)``: ``"real"`` or ``"tiny"``, and why."""
+    if args.tiny:
+        return "tiny", "--tiny"
+
+    if not args.auto_tiny:
+        return "real", None
+
+    ok, why_not = hub_reachable()
+    if ok:
+        return "real", "the Hugging Face Hub is reachable"
+
+    zoo_dir = args.zoo_dir or os.environ.get("FIFTYONE_MODEL_ZOO_DIR")
+    if zoo_dir is None:
+        zoo_dir = default_zoo_dir()
+
+    if local_weights_complete(zoo_dir):
+        return "real", "the weights are already in %s (hub: %s)" % (
+            zoo_dir,
+            why_not,
+        )
+
+    return "tiny", (
+        "fell back to --tiny: the Hugging Face Hub is unreachable (%s) and "
+        "the real weights are not installed" % why_not
+    )
+
+
+def configure_environment(args, mode):
+    """Sets what FiftyOne and Hugging Face read at import time.
+
+    Returns:
+        ``(zoo_dir, temporary)``: the zoo folder (None for FiftyOne's
+        configured one) and whether this script created it
+    """
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    zoo_dir, temporary = args.zoo_dir, False
+    if mode == "tiny":
+        # The tiny model needs no hub; a --dataset from the hub does
+        if not args.dataset:
+            os.environ["HF_HUB_OFFLINE"] = "1"
+
+        if zoo_dir is None:
+            zoo_dir = tempfile.mkdtemp(prefix="jina-v4-quickstart-zoo-")
+            temporary = True
+
+    if zoo_dir is not None:
+        zoo_dir = os.path.abspath(os.path.expanduser(zoo_dir))
+        os.environ["FIFTYONE_MODEL_ZOO_DIR"] = zoo_dir
+
+    return zoo_dir, temporary
+
+
+# -- installing the zoo source ----------------------------------------------
+
+
+def is_tiny_snapshot(path):
+    """Whether ``path`` holds a tiny test checkpoint (not the real model)."""
+    try:
+        with open(os.path.join(path, "config.json")) as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return False
+
+    text_config = config.get("text_config") or {}
+    hidden = config.get("hidden_size") or text_config.get("hidden_size")
+    return isinstance(hidden, int) and hidden < 1024
+
+
+def install_source(zoo_dir, tiny):
+    """Copies this checkout into ``<zoo_dir>/jina_embeddings_v4``.
+
+    Downloaded weights there are kept. In tiny mode a tiny random checkpoint
+    is written as the weights, but never over a real snapshot.
+
+    Returns:
+        a short description of what was done
+    """
+    zoo_dir = os.path.realpath(zoo_dir)
+    if zoo_dir == REPO_ROOT or zoo_dir.startswith(REPO_ROOT + os.sep):
+        raise QuickstartError(
+            "--zoo-dir %s is inside this checkout; choose a folder outside "
+            "it" % zoo_dir
+        )
+
+    dest = os.path.join(zoo_dir, SOURCE_NAME)
+    weights = os.path.join(dest, WEIGHTS_FOLDER)
+    has_weights = os.path.isdir(weights) and bool(os.listdir(weights))
+    if tiny and has_weights and not is_tiny_snapshot(weights):
+        raise QuickstartError(
+            "%s holds (part of) the real model's weights; --tiny will not "
+            "overwrite them with random ones. Pass another --zoo-dir, or "
+            "leave it out to use a temporary folder" % weights
+        )
+
+    os.makedirs(dest, exist_ok=True)
+    for entry in os.listdir(dest):
+        if entry == WEIGHTS_FOLDER:
+            continue
+
+        path = os.path.join(dest, entry)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+
+    shutil.copytree(REPO_ROOT, dest, ignore=_NOT_SOURCE, dirs_exist_ok=True)
+    what = "source in %s" % dest
+
+    if tiny:
+        if os.path.isdir(weights):
+            shutil.rmtree(weights)
+
+        tiny_checkpoint = _load_file_module(
+            "jina_v4_quickstart_tiny_checkpoint",
+            os.path.join(REPO_ROOT, "tiny_checkpoint.py"),
+        )
+        tiny_checkpoint.write_checkpoint(weights, seed=0)
+        what += ", tiny random checkpoint written"
+    elif has_weights and is_tiny_snapshot(weights):
+        shutil.rmtree(weights)
+        what += ", removed a tiny checkpoint left by --tiny"
+    elif not has_weights:
+        what += ", weights (7.6 GB) will download on first load"
+
+    return what
+
+
+# -- the dataset -------------------------------------------------------------
+
+
+def build_generated_dataset(fo, name, num_docs, images_dir):
+    """Generated document pages with ``kind``, ``year``, ``total``..."""
+    documents = _load_file_module(
+        "jina_v4_quickstart_documents",
+        os.path.join(REPO_ROOT, "examples", "documents.py"),
+    )
+    if os.path.isdir(images_dir):
+        shutil.rmtree(images_dir)
+
+    records = documents.write_dataset_images(images_dir, n=num_docs, seed=0)
+    dataset = fo.Dataset(name, overwrite=True, persistent=True)
+    dataset.add_samples(
+        [
+            fo.Sample(
+                filepath=r["filepath"],
+                kind=r["kind"],
+                year=r["year"],
+                total=r["total"],
+                title=r["title"],
+            )
+            for r in records
+        ]
+    )
+    return dataset
+
+
+def load_hub_dataset(repo_id, name, max_samples):
+    import fiftyone.utils.huggingface as fouh
+
+    try:
+        dataset = fouh.load_from_hub(
+            repo_id,
+            max_samples=max_samples,
+            name=name,
+            overwrite=True,
+            persistent=True,
+        )
+    except Exception as e:
+        raise QuickstartError(
+            "could not load the hub dataset %r: %s: %s"
+            % (repo_id, type(e).__name__, _shorten(str(e), 300))
+        ) from e
+
+    if dataset.media_type != "image":
+        raise QuickstartError(
+            "the hub dataset %r holds %s samples; this demo needs images"
+            % (repo_id, dataset.media_type)
+        )
+
+    return dataset
+
+
+# -- reporting ---------------------------------------------------------------
+
+
+class Steps(object):
+    """Times the steps and prints one line per finished step."""
+
+    def __init__(self):
+        self.timings = collections.OrderedDict()
+        self.current = None
+
+    @contextlib.contextmanager
+    def step(self, name):
+        self.current = name
+        note = {}
+        start = time.perf_counter()
+        yield note
+        seconds = time.perf_counter() - start
+        self.timings[name] = self.timings.get(name, 0.0) + seconds
+        self.current = None
+        print("%-18s %7.1fs  %s" % (name, seconds, note.get("text", "")))
+        sys.stdout.flush()
+
+
+def print_table(header, rows, align, indent="    "):
+    """Prints rows under a header; ``align`` has one "l" or "r" a column."""
+    widths = [len(h) for h in header]
+    for row in rows:
+        widths = [max(w, len(str(c))) for w, c in zip(widths, row)]
+
+    def fmt(cells):
+        parts = []
+        for cell, width, side in zip(cells, widths, align):
+            cell = str(cell)
+            parts.append(
+                cell.ljust(width) if side == "l" else cell.rjust(width)
+            )
+        return indent + "  ".join(parts).rstrip()
+
+    print(fmt(header))
+    for row in rows:
+        print(fmt(row))
+
+
+def search_rows(dataset, queries, brain_key, k=3):
+    has_kind = dataset.has_field("kind")
+    has_year = dataset.has_field("year")
+    rows = []
+    for query in queries:
+        view = dataset.sort_by_similarity(query, k=k, brain_key=brain_key)
+        rows.extend(_hit_rows(query, view, has_kind, has_year))
+
+    return rows
+
+
+def _hit_rows(query, view, has_kind, has_year):
+    fields = ["filepath"]
+    fields += ["kind"] if has_kind else []
+    fields += ["year"] if has_year else []
+    values = view.values(fields)
+    rows = []
+    for rank, hit in enumerate(zip(*values), 1):
+        hit = dict(zip(fields, hit))
+        rows.append(
+            (
+                query if rank == 1 else "",
+                rank,
+                os.path.basename(hit["filepath"]),
+                hit.get("kind") or "-",
+                hit.get("year") or "-",
+            )
+        )
+
+    return rows
+
+
+def zero_shot_rows(dataset, fields, has_truth):
+    truths = dataset.values("kind") if has_truth else None
+    predictions = {f: dataset.values(f + ".label") for f in fields}
+    counts = {f: collections.Counter(p) for f, p in predictions.items()}
+    truth_counts = collections.Counter(truths or [])
+
+    rows = []
+    for name in CLASSES:
+        kind = CLASS_TO_KIND.get(name, name)
+        row = [name, truth_counts[kind] if has_truth else "-"]
+        row += [counts[f][name] for f in fields]
+        rows.append(row)
+
+    if any(counts[f][None] for f in fields):
+        rows.append(["(no label)", "-"] + [counts[f][None] for f in fields])
+
+    if has_truth:
+        row = ["accuracy vs kind", ""]
+        for f in fields:
+            hits = sum(
+                CLASS_TO_KIND.get(p, p) == t
+                for p, t in zip(predictions[f], truths)
+            )
+            row.append("%.0f%%" % (100.0 * hits / max(1, len(truths))))
+        rows.append(row)
+
+    return rows
+
+
+def _shorten(text, limit):
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _load_file_module(name, path):
+    """Imports one file of this checkout by path, without touching sys.path."""
+    if name in sys.modules:
+        return sys.modules[name]
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# -- the demo ----------------------------------------------------------------
+
+
+def run(args, mode, zoo_dir, steps):
+    tiny = mode == "tiny"
+
+    import fiftyone as fo
+    import fiftyone.brain as fob
+    import fiftyone.zoo as foz
+
+    if tiny:
+        # Seconds-long steps: progress bars would only add noise
+        import transformers
+
+        fo.config.show_progress_bars = False
+        transformers.utils.logging.disable_progress_bar()
+
+    zoo_dir = zoo_dir or fo.config.model_zoo_dir
+    name = DATASET_NAME + ("-tiny" if tiny else "")
+    model_kwargs = {"dtype": args.dtype}
+    if args.device:
+        model_kwargs["device"] = args.device
+
+    with steps.step("install source") as note:
+        note["text"] = install_source(zoo_dir, tiny)
+
+    with steps.step("dataset") as note:
+        if args.dataset:
+            dataset = load_hub_dataset(args.dataset, name, args.max_samples)
+            source = args.dataset
+        else:
+            num_docs = min(args.num_docs, args.max_samples or args.num_docs)
+            images_dir = os.path.join(
+                fo.config.default_dataset_dir, name, "images"
+            )
+            dataset = build_generated_dataset(fo, name, num_docs, images_dir)
+            source = "generated pages in %s" % images_dir
+
+        if not len(dataset):
+            raise QuickstartError("the dataset %r is empty" % name)
+
+        note["text"] = "%d samples from %s" % (len(dataset), source)
+
+    with steps.step("load model") as note:
+        model = foz.load_zoo_model(
+            MODEL_NAME, task="retrieval", **model_kwargs
+        )
+        encoder = model.encoder
+        dtype = str(encoder.dtype).replace("torch.", "")
+        note["text"] = "task=retrieval on %s, %s" % (encoder.device, dtype)
+
+    with steps.step("embeddings") as note:
+        dataset.compute_embeddings(
+            model,
+            embeddings_field=EMBEDDINGS_FIELD,
+            batch_size=args.batch_size,
+        )
+        dims = {
+            len(v) for v in dataset.values(EMBEDDINGS_FIELD) if v is not None
+        }
+        missing = len(dataset.exists(EMBEDDINGS_FIELD, False))
+        note["text"] = "%d x %s-d vectors in '%s'%s" % (
+            len(dataset) - missing,
+            "/".join(str(d) for d in sorted(dims)) or "?",
+            EMBEDDINGS_FIELD,
+            ", %d unreadable images skipped" % missing if missing else "",
+        )
+
+    with steps.step("similarity index") as note:
+        fob.compute_similarity(
+            dataset,
+            model=MODEL_NAME,
+            model_kwargs=dict(model_kwargs, task="retrieval"),
+            embeddings=EMBEDDINGS_FIELD,
+            brain_key=SIMILARITY_KEY,
+        )
+        note["text"] = "brain key '%s'" % SIMILARITY_KEY
+
+    with steps.step("text search") as note:
+        rows = search_rows(dataset, QUERIES, SIMILARITY_KEY)
+        note["text"] = "%d queries, top 3 each:" % len(QUERIES)
+
+    print_table(HIT_HEADER, rows, "lrllr")
+
+    rerank_rows = maybe_rerank(dataset, model, args, steps)
+    if rerank_rows:
+        print_table(HIT_HEADER, rerank_rows, "lrllr")
+
+    with steps.step("zero-shot") as note:
+        zs_model = foz.load_zoo_model(
+            MODEL_NAME, task="text-matching", classes=CLASSES, **model_kwargs
+        )
+        dataset.apply_model(
+            zs_model, label_field="zs_type", batch_size=args.batch_size
+        )
+        note["text"] = "%d classes, task=text-matching -> 'zs_type'" % len(
+            CLASSES
+        )
+
+    with steps.step("zero-shot prompt") as note:
+        zs_model.text_prompt = TEXT_PROMPT
+        dataset.apply_model(
+            zs_model,
+            label_field="zs_type_prompted",
+            batch_size=args.batch_size,
+        )
+        note["text"] = "text_prompt=%r -> 'zs_type_prompted'" % TEXT_PROMPT
+
+    has_truth = not args.dataset and dataset.has_field("kind")
+    print_table(
+        ("class", "truth", "zs_type", "zs_type_prompted"),
+        zero_shot_rows(dataset, ["zs_type", "zs_type_prompted"], has_truth),
+        "lrrr",
+    )
+
+    with steps.step("visualization") as note:
+        note["text"] = compute_visualization(fob, dataset)
+
+    return dataset, dtype, str(encoder.device)
+
+
+def compute_visualization(fob, dataset):
+    """UMAP of the embeddings, or PCA when umap-learn is missing."""
+    kwargs = dict(
+        embeddings=EMBEDDINGS_FIELD,
+        brain_key=VISUALIZATION_KEY,
+        num_dims=2,
+    )
+    if len(dataset) < 5:
+        fob.compute_visualization(dataset, method="pca", **kwargs)
+        return "PCA (UMAP needs at least 5 samples) -> '%s'" % (
+            VISUALIZATION_KEY
+        )
+
+    try:
+        fob.compute_visualization(
+            dataset, method="umap", verbose=False, **kwargs
+        )
+        return "UMAP -> brain key '%s'" % VISUALIZATION_KEY
+    except ImportError as e:
+        if VISUALIZATION_KEY in dataset.list_brain_runs():
+            dataset.delete_brain_run(VISUALIZATION_KEY)
+        fob.compute_visualization(dataset, method="pca", **kwargs)
+        return "PCA, since UMAP is unavailable (%s) -> '%s'" % (
+            _shorten(e, 60),
+            VISUALIZATION_KEY,
+        )
+
+
+def maybe_rerank(dataset, model, args, steps):
+    """Re-ranks the first query by exact multi-vector MaxSim, when the
+    source has a ``rerank`` module; returns table rows, or None."""
+    try:
+        rerank = importlib.import_module(SOURCE_NAME + ".rerank")
+    except ImportError:
+        return None
+
+    if not all(hasattr(rerank, f) for f in ("compute_multivectors", "rerank")):
+        return None
+
+    query = QUERIES[0]
+    try:
+        with steps.step("rerank (MaxSim)") as note:
+            candidates = dataset.sort_by_similarity(
+                query, k=12, brain_key=SIMILARITY_KEY
+            )
+            rerank.compute_multivectors(
+                candidates, model, batch_size=args.batch_size
+            )
+            view = rerank.rerank(candidates, query, model, k=3)
+            note["text"] = "MaxSim over the top %d of %r:" % (
+                len(candidates),
+                query,
+            )
+    except Exception as e:
+        steps.current = None
+        print(
+            "%-18s %8s  skipped, it failed: %s: %s"
+            % ("rerank (MaxSim)", "", type(e).__name__, _shorten(e, 120))
+        )
+        return None
+
+    return _hit_rows(
+        query, view, dataset.has_field("kind"), dataset.has_field("year")
+    )
+
+
+def print_summary(args, mode, dataset, dtype, device, steps, zoo_dir):
+    if mode == "tiny":
+        how = "tiny, RANDOM weights: results are meaningless"
+        if args.auto_tiny:
+            how += " (--auto-tiny fell back)"
+    else:
+        how = "real (%s)" % MODEL_NAME
+
+    timings = ["%s %.1f" % (name, t) for name, t in steps.timings.items()]
+    timings.append("total %.1f" % sum(steps.timings.values()))
+    fields = [
+        ("mode", [how]),
+        ("device", [device]),
+        ("dtype", [dtype]),
+        ("samples", [str(len(dataset))]),
+        ("timings (s)", timings),
+        ("dataset", ["%r (persistent)" % dataset.name]),
+        ("load it with", ["fo.load_dataset(%r)" % dataset.name]),
+        ("zoo source", [os.path.join(zoo_dir, SOURCE_NAME)]),
+    ]
+    if mode == "tiny" and not args.zoo_dir:
+        fields[-1] = ("zoo source", ["a temporary folder, removed on exit"])
+
+    print("\nsummary")
+    for key, items in fields:
+        print_wrapped(key, items)
+
+
+def print_wrapped(key, items, width=79):
+    """Prints ``key`` and its items, wrapping lines between items only."""
+    line = "    %-12s " % key
+    indent, fresh = " " * len(line), True
+    for i, item in enumerate(items):
+        text = item + (", " if i < len(items) - 1 else "")
+        if not fresh and len(line) + len(text.rstrip()) > width:
+            print(line.rstrip())
+            line = indent
+        line += text
+        fresh = False
+
+    print(line.rstrip())
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    mode, mode_note = choose_mode(args)
+    zoo_dir, temporary = configure_environment(args, mode)
+
+    print("Jina Embeddings v4 quickstart: %s model" % mode)
+    if mode_note and mode_note != "--tiny":
+        print(textwrap.fill(mode_note, width=79, break_on_hyphens=False))
+    if mode == "tiny":
+        print(_TINY_BANNER)
+    sys.stdout.flush()
+
+    steps = Steps()
+    try:
+        dataset, dtype, device = run(args, mode, zoo_dir, steps)
+        import fiftyone as fo
+
+        print_summary(
+            args,
+            mode,
+            dataset,
+            dtype,
+            device,
+            steps,
+            zoo_dir or fo.config.model_zoo_dir,
+        )
+        if mode == "tiny":
+            print(_TINY_BANNER)
+
+        if args.app:
+            session = fo.launch_app(dataset)
+            print("App running at %s; press Ctrl-C to quit" % session.url)
+            sys.stdout.flush()
+            try:
+                session.wait()
+            except KeyboardInterrupt:
+                pass
+
+        return 0
+    except KeyboardInterrupt:
+        print("quickstart: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        # Errors that explain themselves need no traceback
+        if type(e).__name__ not in ("QuickstartError", "SnapshotError"):
+            traceback.print_exc()
+
+        if isinstance(e, QuickstartError):
+            why = str(e)
+        else:
+            why = "%s: %s" % (type(e).__name__, e)
+
+        print(
+            "\nquickstart: FAILED during '%s': %s"
+            % (steps.current or "setup", why),
+            file=sys.stderr,
+        )
+        if mode == "real":
+            print(
+                "quickstart: to check the pipeline without the real model "
+                "(e.g. offline), run with --auto-tiny or --tiny",
+                file=sys.stderr,
+            )
+        return 1
+    finally:
+        if temporary:
+            shutil.rmtree(zoo_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
