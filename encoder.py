@@ -504,6 +504,7 @@ class JinaV4Encoder:
         return_single=True,
         return_multi=False,
         truncate_dim=None,
+        max_length=MAX_TEXT_TOKENS,
     ):
         """Embeds texts.
 
@@ -517,6 +518,8 @@ class JinaV4Encoder:
             return_single (True): whether to return single vectors
             return_multi (False): whether to return multi vectors
             truncate_dim (None): Matryoshka dimension for single vectors
+            max_length (32768): longer texts are truncated to this many
+                tokens (their start is kept)
 
         Returns:
             an :class:`Embeddings`
@@ -534,12 +537,16 @@ class JinaV4Encoder:
 
         prefix = text_prefix(task, prompt_name)
         self._check_call(batch_size, return_single, return_multi, truncate_dim)
+        if isinstance(max_length, bool) or not isinstance(max_length, int):
+            raise ValueError("max_length must be an integer, got %r" % (max_length,))
+        if max_length < 1:
+            raise ValueError("max_length must be >= 1, got %d" % max_length)
 
         encoded = self.tokenizer(
             [prefix + t for t in texts],
             add_special_tokens=False,
             truncation=True,
-            max_length=MAX_TEXT_TOKENS,
+            max_length=max_length,
         )["input_ids"]
         order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))
         batches = [

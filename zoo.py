@@ -414,7 +414,8 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
         return super().__enter__()
 
     def _load_model(self, config):
-        return encoder_cache.get_encoder(
+        return encoder_cache.acquire(
+            self,
             config.snapshot_dir,
             device=self._device,
             dtype=config.dtype,

@@ -807,7 +807,7 @@ def main(argv=None):
 
         if args.app:
             session = fo.launch_app(dataset)
-            print("App running at %s; press Ctrl-C to quit" % session.url)
+            print("App open on %r; press Ctrl-C to quit" % dataset.name)
             sys.stdout.flush()
             try:
                 session.wait()
