@@ -88,12 +88,12 @@ _WORDS = (
 
 
 def make_texts(n, seed=0):
-    """``n`` texts from a few words to a few hundred, in mixed order."""
+    """``n`` texts of 3 to about 150 words, in mixed order."""
     rng = random.Random(seed)
     texts = []
     for i in range(n):
         # lengths cycle over short queries, paragraphs and long passages
-        n_words = (3, 12, 40, 120, 300)[i % 5] + rng.randrange(5)
+        n_words = (3, 8, 20, 60, 150)[i % 5] + rng.randrange(5)
         texts.append(" ".join(rng.choice(_WORDS) for _ in range(n_words)))
     rng.shuffle(texts)
     return texts
@@ -243,8 +243,8 @@ def run_tiny(args, work_dir):
     print("summary")
     for name in ("texts", "images"):
         print(
-            "  %-8s batch 8 / batch 1 speed-up %5.2fx   "
-            "both/(single+multi) %.2f (expect about %.1f)"
+            "  %-7s b8/b1 speed-up %5.2fx   both/(single+multi) %.2f "
+            "(expect about %.1f)"
             % (name, speedups[name], ratios[name], BOTH_EXPECTED)
         )
     return 0
@@ -276,11 +276,11 @@ def _is_full_size(snapshot):
 
 def _describe_checkpoint(snapshot):
     hidden, layers = _config_of(snapshot)
-    return "%s (hidden %d, %d layers, %.3f GB of weights)" % (
+    return "%s (hidden %d, %d layers, %.1f MB of weights)" % (
         snapshot,
         hidden,
         layers,
-        _weights_bytes(snapshot) / GB,
+        _weights_bytes(snapshot) / 1e6,
     )
 
 
