@@ -398,7 +398,7 @@ def run_full_size(args, work_dir):
             )
         )
 
-    label = "full-size" if full else "STAND-IN (tiny)"
+    label = "full-size" if full else "STAND-IN, tiny"
     print()
     print("pages/s, %s, on %s" % (label, device))
     print(

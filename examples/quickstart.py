@@ -735,16 +735,16 @@ def maybe_rerank(dataset, model, args, steps):
 
 def print_summary(args, mode, dataset, dtype, device, steps, zoo_dir):
     if mode == "tiny":
-        how = "tiny, RANDOM weights: results are meaningless"
+        how = ["tiny", "RANDOM weights: results are meaningless"]
         if args.auto_tiny:
-            how += " (--auto-tiny fell back)"
+            how.append("--auto-tiny fell back")
     else:
-        how = "real (%s)" % MODEL_NAME
+        how = ["real", MODEL_NAME]
 
     timings = ["%s %.1f" % (name, t) for name, t in steps.timings.items()]
     timings.append("total %.1f" % sum(steps.timings.values()))
     fields = [
-        ("mode", [how]),
+        ("mode", how),
         ("device", [device]),
         ("dtype", [dtype]),
         ("samples", [str(len(dataset))]),
