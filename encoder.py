@@ -56,6 +56,7 @@ _LORA_KEY = re.compile(
     r"(?P<task>[^.]+)\.weight$"
 )
 
+
 @dataclass
 class Embeddings:
     """What an ``encode_*`` call returns.
@@ -146,7 +147,10 @@ def validate_prompt_name(prompt_name):
 
 def validate_pixels(min_pixels, max_pixels):
     """Raises a ValueError unless ``0 < min_pixels <= max_pixels``."""
-    for name, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
+    for name, value in (
+        ("min_pixels", min_pixels),
+        ("max_pixels", max_pixels),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(
                 "%s must be a positive integer number of pixels, got %r"
@@ -306,7 +310,10 @@ class JinaV4Encoder:
             dtype=self.dtype,
             attn_implementation=self.attn_implementation,
             # Official checkpoints use the pre-v5 names
-            key_mapping={r"^visual\.": "visual.", r"^model\.": "language_model."},
+            key_mapping={
+                r"^visual\.": "visual.",
+                r"^model\.": "language_model.",
+            },
             use_safetensors=True,
             device_map={"": self.device},
             output_loading_info=True,
@@ -388,9 +395,7 @@ class JinaV4Encoder:
             with open(index) as f:
                 weight_map = json.load(f)["weight_map"]
             if key not in weight_map:
-                raise SnapshotError(
-                    "%s does not list %s" % (INDEX_FILE, key)
-                )
+                raise SnapshotError("%s does not list %s" % (INDEX_FILE, key))
             return os.path.join(self.snapshot_dir, weight_map[key])
 
         return os.path.join(self.snapshot_dir, SINGLE_WEIGHTS_FILE)
@@ -442,15 +447,15 @@ class JinaV4Encoder:
             inference_mode=True,
         )
         peft_model = PeftModel(
-            modules, lora_config, adapter_name=TASKS[0],
+            modules,
+            lora_config,
+            adapter_name=TASKS[0],
             autocast_adapter_dtype=False,
         )
         for task in TASKS[1:]:
             peft_model.add_adapter(task, lora_config)
 
-        expected = {
-            k for k in peft_model.state_dict() if ".lora_" in k
-        }
+        expected = {k for k in peft_model.state_dict() if ".lora_" in k}
         if expected != set(state):
             raise SnapshotError(
                 "The adapter file does not match the model: %d tensors not "
@@ -538,7 +543,9 @@ class JinaV4Encoder:
         prefix = text_prefix(task, prompt_name)
         self._check_call(batch_size, return_single, return_multi, truncate_dim)
         if isinstance(max_length, bool) or not isinstance(max_length, int):
-            raise ValueError("max_length must be an integer, got %r" % (max_length,))
+            raise ValueError(
+                "max_length must be an integer, got %r" % (max_length,)
+            )
         if max_length < 1:
             raise ValueError("max_length must be >= 1, got %d" % max_length)
 
@@ -557,14 +564,14 @@ class JinaV4Encoder:
         for batch in batches:
             inputs = self._pad([encoded[i] for i in batch])
             out = self._run(
-                inputs, task, return_single, return_multi, truncate_dim,
+                inputs,
+                task,
+                return_single,
+                return_multi,
+                truncate_dim,
                 pool_mask=inputs["attention_mask"].bool(),
             )
-            for j, i in enumerate(batch):
-                results[i] = (
-                    out[0][j] if out[0] is not None else None,
-                    out[1][j] if out[1] is not None else None,
-                )
+            _scatter(results, batch, out)
 
         return self._collect(results, len(texts), return_single, return_multi)
 
@@ -626,18 +633,16 @@ class JinaV4Encoder:
                     )
                 )
                 out = self._run(
-                    inputs, task, return_single, return_multi, truncate_dim,
+                    inputs,
+                    task,
+                    return_single,
+                    return_multi,
+                    truncate_dim,
                     pool_mask=pool_mask,
                 )
-                for j, i in enumerate(batch):
-                    results[i] = (
-                        out[0][j] if out[0] is not None else None,
-                        out[1][j] if out[1] is not None else None,
-                    )
+                _scatter(results, batch, out)
 
-        return self._collect(
-            results, len(images), return_single, return_multi
-        )
+        return self._collect(results, len(images), return_single, return_multi)
 
     def count_image_tokens(
         self,
@@ -647,7 +652,9 @@ class JinaV4Encoder:
     ):
         """Image tokens an image of ``size = (width, height)`` turns into."""
         width, height = size
-        factor = self.image_processor.patch_size * self.image_processor.merge_size
+        factor = (
+            self.image_processor.patch_size * self.image_processor.merge_size
+        )
         h, w = smart_resize(
             height, width, factor, min_pixels=min_pixels, max_pixels=max_pixels
         )
@@ -657,7 +664,9 @@ class JinaV4Encoder:
 
     def _check_call(self, batch_size, return_single, return_multi, dim):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-            raise ValueError("batch_size must be an integer, got %r" % batch_size)
+            raise ValueError(
+                "batch_size must be an integer, got %r" % batch_size
+            )
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1, got %d" % batch_size)
         if not (return_single or return_multi):
@@ -674,7 +683,9 @@ class JinaV4Encoder:
 
         # Right padding keeps text positions 0..n-1 whatever the batch.
         input_ids = torch.full((len(sequences), longest), pad_id)
-        attention_mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+        attention_mask = torch.zeros(
+            (len(sequences), longest), dtype=torch.long
+        )
         for row, seq in enumerate(sequences):
             input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
             attention_mask[row, : len(seq)] = 1
@@ -688,7 +699,7 @@ class JinaV4Encoder:
             return_tensors="pt",
         )
         grids = processed["image_grid_thw"]
-        merge = self.image_processor.merge_size ** 2
+        merge = self.image_processor.merge_size**2
         head = self._template_ids(IMAGE_PROMPT_HEAD)
         tail = self._template_ids(IMAGE_PROMPT_TAIL)
         pad_id = self._token_ids["image_pad"]
@@ -772,16 +783,28 @@ class JinaV4Encoder:
                 else np.zeros((0, self.hidden_size), dtype=np.float32)
             )
         if want_multi:
-            multi = [results[i][1].numpy().astype(np.float32) for i in range(n)]
+            multi = [
+                results[i][1].numpy().astype(np.float32) for i in range(n)
+            ]
 
         return Embeddings(single=single, multi=multi)
 
 
+def _scatter(results, batch, out):
+    # a batch's rows back to the items' input positions
+    single, multi = out
+    for row, index in enumerate(batch):
+        results[index] = (
+            single[row] if single is not None else None,
+            multi[row] if multi is not None else None,
+        )
+
+
 def _default_attention(device, dtype):
     if device.type == "cuda" and dtype in (torch.bfloat16, torch.float16):
-        try:
-            import flash_attn  # noqa: F401
-        except ImportError:
+        import importlib.util
+
+        if importlib.util.find_spec("flash_attn") is None:
             return "sdpa"
         return "flash_attention_2"
 

@@ -39,8 +39,7 @@ def load_image(path):
             img.load()
     except Exception as e:
         raise ValueError(
-            "Cannot read image file '%s': %s: %s"
-            % (path, type(e).__name__, e)
+            "Cannot read image file '%s': %s: %s" % (path, type(e).__name__, e)
         ) from e
 
     return to_rgb(img)

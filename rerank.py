@@ -71,9 +71,7 @@ def compute_multivectors(
                 values = {
                     i: m.astype(np.float16) for i, m in zip(kept, multis)
                 }
-                dataset.set_values(
-                    multivectors_field, values, key_field="id"
-                )
+                dataset.set_values(multivectors_field, values, key_field="id")
                 written += len(values)
 
             pb.update(len(batch_ids))

@@ -168,9 +168,7 @@ def _write_tokenizer(out_dir, vocab_target):
             pre_tokenizers.Split(
                 Regex(_QWEN_SPLIT), behavior="isolated", invert=False
             ),
-            pre_tokenizers.ByteLevel(
-                add_prefix_space=False, use_regex=False
-            ),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
     tokenizer.decoder = decoders.ByteLevel()

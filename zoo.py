@@ -123,7 +123,9 @@ class JinaEmbeddingsV4Config(fout.TorchImageModelConfig):
 
         self.snapshot_dir = self.parse_string(d, "snapshot_dir")
         self.task = self.parse_string(d, "task", default="retrieval")
-        self.vector_mode = self.parse_string(d, "vector_mode", default="single")
+        self.vector_mode = self.parse_string(
+            d, "vector_mode", default="single"
+        )
         self.pooling_strategy = self.parse_string(
             d, "pooling_strategy", default="mean"
         )
@@ -480,7 +482,7 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
     def embed_prompt_multivectors(self, prompts):
         """The per-token multi vectors of text queries, for re-ranking."""
         return self._model.encode_texts(
-            _check_prompts(prompts),
+            prompts,
             task=self.config.task,
             prompt_name=self.config.query_prompt_name,
             batch_size=PROMPT_BATCH_SIZE,
@@ -519,7 +521,7 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
     def _embed_texts(self, texts, prompt_name):
         multi = self.config.vector_mode == "multi"
         out = self._model.encode_texts(
-            _check_prompts(texts),
+            texts,
             task=self.config.task,
             prompt_name=prompt_name,
             batch_size=PROMPT_BATCH_SIZE,
@@ -630,18 +632,3 @@ def _merge_failed(results, failed, n):
         merged.append(None if i in failed else next(it))
 
     return merged
-
-
-def _check_prompts(prompts):
-    if isinstance(prompts, str):
-        prompts = [prompts]
-
-    prompts = list(prompts)
-    for i, p in enumerate(prompts):
-        if not isinstance(p, str):
-            raise ValueError(
-                "Prompts must be strings; item %d is %s"
-                % (i, type(p).__name__)
-            )
-
-    return prompts

@@ -126,6 +126,20 @@ def best_times(fns, repeats):
     return best
 
 
+def busy_warning():
+    """A warning line when other work already loads the CPUs (then the
+    threads of the processes contend and timings swing several-fold)."""
+    load = os.getloadavg()[0]
+    cpus = os.cpu_count() or 1
+    if load < cpus:
+        return None
+    return (
+        "WARNING: load average %.1f on %d CPUs before starting: other work "
+        "is running, timings are unreliable (try --threads 1 or rerun "
+        "later)" % (load, cpus)
+    )
+
+
 def _sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -146,6 +160,9 @@ def _header(device):
             os.getloadavg()[0],
         )
     )
+    warning = busy_warning()
+    if warning:
+        print(warning)
 
 
 # -- tiny mode -----------------------------------------------------------
@@ -509,7 +526,17 @@ def main(argv=None):
         default=None,
         help="where temporary pages and checkpoints go (removed at exit)",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's own choice)",
+    )
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
     if args.pages < 1:
         parser.error("--pages must be >= 1")
     if args.repeats is not None and args.repeats < 1:

@@ -32,6 +32,9 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+import torch
+
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_SNAPSHOT = os.path.join(_REPO_ROOT, "tests", "data", "jina-v4-tiny")
 MODEL_NAME = "jinaai/jina-embeddings-v4"
@@ -176,17 +179,30 @@ def best_times(fns, repeats):
     return best
 
 
+def busy_warning():
+    """A warning line when other work already loads the CPUs (then the
+    threads of the processes contend and timings swing several-fold)."""
+    load = os.getloadavg()[0]
+    cpus = os.cpu_count() or 1
+    if load < cpus:
+        return None
+    return (
+        "WARNING: load average %.1f on %d CPUs before starting: other work "
+        "is running, timings are unreliable (try --threads 1 or rerun "
+        "later)" % (load, cpus)
+    )
+
+
 def _verdict(ok):
     return "PASS" if ok else "FAIL"
 
 
 def run(args, tmp):
-    import numpy as np
+    warning = busy_warning()  # before any work of our own
 
     import fiftyone as fo
     import fiftyone.utils.torch as fout
     import fiftyone.zoo as foz
-    import torch
 
     sys.path.insert(0, os.path.join(_REPO_ROOT, "examples"))
     import documents
@@ -240,6 +256,8 @@ def run(args, tmp):
         "default num_workers here %d, best of %d"
         % (n, min(tokens), max(tokens), batch, default_workers, repeats)
     )
+    if warning:
+        print(warning)
 
     def direct():
         return encoder.encode_images(
@@ -402,7 +420,17 @@ def main(argv=None):
     parser.add_argument(
         "--quick", action="store_true", help="fewer pages, one repeat"
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's own choice)",
+    )
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
     if args.n is None:
         args.n = 16 if args.quick else 48
     if args.repeats is None:

@@ -61,8 +61,16 @@ def import_repo_as_package(name=SOURCE_PACKAGE):
 import_repo_as_package()
 
 _SOURCE_FILES_IGNORED = shutil.ignore_patterns(
-    ".venv", ".git", "tests", "benchmarks", "examples", "__pycache__",
-    "*.pyc", ".ci", "scripts", ".pytest_cache",
+    ".venv",
+    ".git",
+    "tests",
+    "benchmarks",
+    "examples",
+    "__pycache__",
+    "*.pyc",
+    ".ci",
+    "scripts",
+    ".pytest_cache",
 )
 
 
@@ -106,5 +114,3 @@ def zoo_source():
     """The source installed in FIFTYONE_MODEL_ZOO_DIR with the tiny weights,
     as a user's zoo folder looks after download."""
     return install_source(os.environ["FIFTYONE_MODEL_ZOO_DIR"])
-
-

@@ -54,7 +54,9 @@ def test_texts_match_official_outputs(encoder, goldens, task, prompt_name):
     golden_prompt = "query" if task == "text-matching" else prompt_name
     for text in meta["texts"]:
         out = encoder.encode_texts(
-            [text["text"]], task=task, prompt_name=prompt_name,
+            [text["text"]],
+            task=task,
+            prompt_name=prompt_name,
             return_multi=True,
         )
         key = "text/%s/%s/%s" % (text["id"], golden_prompt, task)
@@ -68,7 +70,9 @@ def test_texts_match_official_outputs(encoder, goldens, task, prompt_name):
         )
         for dim in encoder.matryoshka_dims:
             trunc = encoder.encode_texts(
-                [text["text"]], task=task, prompt_name=prompt_name,
+                [text["text"]],
+                task=task,
+                prompt_name=prompt_name,
                 truncate_dim=dim,
             ).single[0]
             golden = z["%s/trunc%d" % (key, dim)]
@@ -88,9 +92,10 @@ def test_images_match_official_outputs(encoder, goldens, task):
             MAX_COSINE_DISTANCE
         )
         assert out.multi[0].shape == z[key + "/multi"].shape
-        assert np.max(
-            _cosine_distance(out.multi[0], z[key + "/multi"])
-        ) <= MAX_COSINE_DISTANCE
+        assert (
+            np.max(_cosine_distance(out.multi[0], z[key + "/multi"]))
+            <= MAX_COSINE_DISTANCE
+        )
 
 
 def test_input_ids_and_grids_match_official(encoder, goldens):
@@ -167,11 +172,9 @@ def test_shapes_and_unit_norms(encoder):
 
 def test_multi_vector_token_counts(encoder):
     tok = encoder.tokenizer
-    template = len(tok(jenc.IMAGE_PROMPT_HEAD, add_special_tokens=False)[
-        "input_ids"
-    ]) + len(tok(jenc.IMAGE_PROMPT_TAIL, add_special_tokens=False)[
-        "input_ids"
-    ])
+    template = len(
+        tok(jenc.IMAGE_PROMPT_HEAD, add_special_tokens=False)["input_ids"]
+    ) + len(tok(jenc.IMAGE_PROMPT_TAIL, add_special_tokens=False)["input_ids"])
     # The tiny tokenizer splits "Describe the image." into more pieces
     # than the real one: 14 template tokens here, 11 there.
     assert template == 14
@@ -182,9 +185,9 @@ def test_multi_vector_token_counts(encoder):
         assert out.multi[0].shape == (n_image_tokens + template, 128)
 
     text = "invoice from 2024"
-    n_prefixed = len(tok("Query: " + text, add_special_tokens=False)[
-        "input_ids"
-    ])
+    n_prefixed = len(
+        tok("Query: " + text, add_special_tokens=False)["input_ids"]
+    )
     out = encoder.encode_texts([text], return_single=False, return_multi=True)
     assert out.multi[0].shape == (n_prefixed, 128)
 
@@ -252,9 +255,7 @@ def test_batch_and_order_invariance(encoder):
         Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
         for h, w in ((60, 60), (200, 120), (90, 300), (150, 150), (40, 90))
     ]
-    alone = [
-        encoder.encode_images([img], return_multi=True) for img in images
-    ]
+    alone = [encoder.encode_images([img], return_multi=True) for img in images]
     batched = encoder.encode_images(images, batch_size=5, return_multi=True)
     reverse = encoder.encode_images(
         images[::-1], batch_size=2, return_multi=True
@@ -264,9 +265,10 @@ def test_batch_and_order_invariance(encoder):
         j = len(images) - 1 - i
         assert _cosine_distance(alone[i].single[0], reverse.single[j]) < 1e-4
         assert batched.multi[i].shape == alone[i].multi[0].shape
-        assert np.max(
-            _cosine_distance(batched.multi[i], alone[i].multi[0])
-        ) < 1e-4
+        assert (
+            np.max(_cosine_distance(batched.multi[i], alone[i].multi[0]))
+            < 1e-4
+        )
 
     texts = ["short", "a much longer text " * 8, "mid length text", ""]
     alone = [encoder.encode_texts([t]).single[0] for t in texts]

@@ -39,8 +39,11 @@ def setup(zoo_source, tmp_root):
 def _exhaustive_ranking(ds, model):
     """Brute-force MaxSim (sum over query tokens), one page at a time."""
     query = model.encoder.encode_texts(
-        [QUERY], task="retrieval", prompt_name="query",
-        return_single=False, return_multi=True,
+        [QUERY],
+        task="retrieval",
+        prompt_name="query",
+        return_single=False,
+        return_multi=True,
     ).multi[0]
     scores = {}
     for sample_id, path in zip(*ds.values(["id", "filepath"])):

@@ -1,6 +1,5 @@
 """Messy inputs, failures half way, determinism: through real FiftyOne."""
 
-import io
 import logging
 import os
 import subprocess
@@ -74,8 +73,10 @@ def mode_files(tmp_path_factory):
         _save(sideways, d / "exif.png", exif=exif.tobytes()),
         base,
     )
-    files["1x1"] = (_save(Image.new("RGB", (1, 1), (9, 9, 9)), d / "1.png"),
-                    Image.new("RGB", (1, 1), (9, 9, 9)))
+    files["1x1"] = (
+        _save(Image.new("RGB", (1, 1), (9, 9, 9)), d / "1.png"),
+        Image.new("RGB", (1, 1), (9, 9, 9)),
+    )
     return files
 
 
@@ -120,7 +121,9 @@ def test_huge_page_stays_within_pixel_budget(model, tmp_path):
     """ % (os.path.join(REPO_ROOT, "tests"), path)
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     growth_mb, rows = proc.stdout.split("GROWTH_MB")[1].split()
@@ -137,9 +140,15 @@ def messy_dataset(tmp_path):
     bad = documents.write_corrupt_files(str(tmp_path / "bad"))
     paths = [p["filepath"] for p in pages]
     # a corrupt file in the middle of every batch of 4
-    order = paths[:2] + [bad[0]] + paths[2:5] + [bad[1]] + paths[5:8] + [
-        bad[2]
-    ] + paths[8:]
+    order = (
+        paths[:2]
+        + [bad[0]]
+        + paths[2:5]
+        + [bad[1]]
+        + paths[5:8]
+        + [bad[2]]
+        + paths[8:]
+    )
     ds = fo.Dataset()
     ds.add_samples([fo.Sample(filepath=p) for p in order])
     yield ds, set(bad)
@@ -234,8 +243,9 @@ def test_awkward_texts(model):
 
 
 def test_a_thousand_prompts(model):
-    prompts = ["document number %d from %d" % (i, 2000 + i % 25)
-               for i in range(1000)]
+    prompts = [
+        "document number %d from %d" % (i, 2000 + i % 25) for i in range(1000)
+    ]
     vecs = model.embed_prompts(prompts)
     assert vecs.shape == (1000, model.encoder.hidden_size)
     assert vecs.dtype == np.float32 and np.all(np.isfinite(vecs))
@@ -265,7 +275,9 @@ def test_determinism_across_batches(zoo_source, tmp_path, dtype, tolerance):
     for batch_size in (1, 3, 8):
         field = "emb_%d" % batch_size
         ds.compute_embeddings(
-            m, embeddings_field=field, batch_size=batch_size,
+            m,
+            embeddings_field=field,
+            batch_size=batch_size,
             skip_failures=False,
         )
         embs = ds.values(field)

@@ -83,7 +83,9 @@ def test_dropping_all_models_frees_the_encoder(cache):
     del b
     gc.collect()
     assert ref() is None
-    assert all(e.attn_implementation != "eager" for e in cache.loaded_encoders())
+    assert all(
+        e.attn_implementation != "eager" for e in cache.loaded_encoders()
+    )
 
 
 def test_keep_warm_period_then_release(cache, monkeypatch):

@@ -7,7 +7,6 @@ separate test, registered from a URL as users do.
 
 import http.server
 import json
-import logging
 import math
 import os
 import shutil
@@ -29,7 +28,6 @@ import documents  # noqa: E402
 import fiftyone as fo  # noqa: E402
 import fiftyone.brain as fob  # noqa: E402
 import fiftyone.zoo as foz  # noqa: E402
-from fiftyone import ViewField as F  # noqa: E402
 
 from jina_v4_src import late_interaction as li  # noqa: E402
 
@@ -151,8 +149,14 @@ def test_incomplete_snapshot_offline_names_what_is_missing(tmp_path):
 
 
 _ignored = shutil.ignore_patterns(
-    ".venv", ".git", "tests", "benchmarks", "examples", "__pycache__",
-    ".ci", "scripts",
+    ".venv",
+    ".git",
+    "tests",
+    "benchmarks",
+    "examples",
+    "__pycache__",
+    ".ci",
+    "scripts",
 )
 
 
@@ -251,7 +255,9 @@ def test_multi_mode_and_truncation(dataset, zoo_source):
         MODEL_NAME, vector_mode="multi", pooling_strategy="max"
     )
     dataset.compute_embeddings(
-        multi, embeddings_field="jina_multi", batch_size=8,
+        multi,
+        embeddings_field="jina_multi",
+        batch_size=8,
         skip_failures=False,
     )
     stored = _stored(dataset, "jina_multi")
@@ -362,23 +368,24 @@ def test_brain_methods_on_the_field(dataset):
 
 def _expected_labels(model, filepaths, classes, text_prompt):
     enc = model.encoder
-    prompts = [
-        ("%s %s" % (text_prompt.strip(), c)).strip() for c in classes
-    ]
+    prompts = [("%s %s" % (text_prompt.strip(), c)).strip() for c in classes]
     class_multi = enc.encode_texts(
-        prompts, task=model.config.task, prompt_name="query",
-        return_single=False, return_multi=True,
+        prompts,
+        task=model.config.task,
+        prompt_name="query",
+        return_single=False,
+        return_multi=True,
     ).multi
     pages = enc.encode_images(
-        filepaths, task=model.config.task, return_single=False,
+        filepaths,
+        task=model.config.task,
+        return_single=False,
         return_multi=True,
     ).multi
     labels = []
     for page in pages:
         # brute force, one pair at a time
-        scores = [
-            float((q @ page.T).max(axis=1).mean()) for q in class_multi
-        ]
+        scores = [float((q @ page.T).max(axis=1).mean()) for q in class_multi]
         labels.append(classes[int(np.argmax(scores))])
     return labels
 
@@ -389,7 +396,10 @@ def test_zero_shot_matches_independent_maxsim(dataset, zoo_source):
         MODEL_NAME, task="text-matching", classes=classes
     )
     dataset.apply_model(
-        model, label_field="zs", batch_size=6, skip_failures=False,
+        model,
+        label_field="zs",
+        batch_size=6,
+        skip_failures=False,
         store_logits=True,
     )
     labels = dataset.values("zs.label")
@@ -421,9 +431,7 @@ def test_single_class_and_missing_classes(dataset, model):
     model.classes = None
     for skip in (False, True):
         with pytest.raises(ValueError, match="model.classes = "):
-            view.apply_model(
-                model, label_field="zs_none", skip_failures=skip
-            )
+            view.apply_model(model, label_field="zs_none", skip_failures=skip)
     assert not dataset.has_field("zs_none")
 
 
