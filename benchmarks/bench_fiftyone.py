@@ -186,10 +186,12 @@ def busy_warning():
     cpus = os.cpu_count() or 1
     if load < cpus:
         return None
+    hint = "rerun later"
+    if torch.get_num_threads() > 1:
+        hint += " or with --threads 1"
     return (
         "WARNING: load average %.1f on %d CPUs before starting: other work "
-        "is running, timings are unreliable (try --threads 1 or rerun "
-        "later)" % (load, cpus)
+        "is running, so timings are unreliable (%s)" % (load, cpus, hint)
     )
 
 
