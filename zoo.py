@@ -581,6 +581,9 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
         # torch's softmax subtracts the row max: finite for any logits
         probs = torch.softmax(logits, dim=1)
         best = probs.argmax(dim=1)
+        # apply_model() hands these to models whose config has them
+        thresh = self.config.confidence_thresh
+        keep = self.config.filter_classes
         labels = []
         for row, idx in enumerate(best.tolist()):
             label = fol.Classification(
@@ -589,6 +592,10 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
             )
             if self.store_logits:
                 label.logits = logits[row].numpy()
+            if (thresh is not None and label.confidence < thresh) or (
+                keep is not None and label.label not in keep
+            ):
+                label = None
             labels.append(label)
 
         return labels

@@ -6,6 +6,7 @@ separate test, registered from a URL as users do.
 """
 
 import http.server
+from collections import Counter
 import json
 import math
 import os
@@ -411,6 +412,28 @@ def test_zero_shot_matches_independent_maxsim(dataset, zoo_source):
     logits = np.stack(dataset.values("zs.logits"))
     assert logits.shape == (N_DOCS, len(classes))
     assert np.all(np.isfinite(logits))
+
+    # apply_model's confidence_thresh and classes filters are honoured
+    common = [c for c, _ in Counter(labels).most_common(2)]
+    thresh = float(np.median(confidences))
+    dataset.apply_model(
+        model,
+        label_field="zs_thresh",
+        batch_size=6,
+        skip_failures=False,
+        confidence_thresh=thresh,
+        classes=common,
+    )
+    kept = 0
+    for label, conf, got in zip(
+        labels, confidences, dataset.values("zs_thresh")
+    ):
+        keep = conf >= thresh and label in common
+        kept += keep
+        assert (got is not None) == keep
+        if keep:
+            assert got.label == label
+    assert 0 < kept < N_DOCS
 
     model.classes = ["scanned page", "photo", "chart"]
     model.text_prompt = "a picture of a"
