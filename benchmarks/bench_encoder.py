@@ -23,7 +23,6 @@ Usage::
 
 import argparse
 import gc
-import importlib.util
 import json
 import os
 import random
@@ -38,9 +37,13 @@ from transformers.models.qwen2_vl.image_processing_qwen2_vl import (
     smart_resize,
 )
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_PACKAGE = "jina_v4_src"
-TINY_SNAPSHOT = os.path.join(_REPO_ROOT, "tests", "data", "jina-v4-tiny")
+from _common import (  # puts tests/ on sys.path
+    add_threads_option,
+    best_times,
+    busy_warning,
+    set_threads,
+)
+from support import REPO_ROOT, TINY_SNAPSHOT, import_repo_as_package
 
 BOTH_EXPECTED = 0.5
 FULL_HIDDEN_SIZE = 2048
@@ -48,25 +51,9 @@ FULL_LAYERS = 36
 GB = 1000**3
 
 
-def _import_repo():
-    """Imports the repo root as the package ``jina_v4_src`` (its modules
-    use relative imports), as the tests do."""
-    if _PACKAGE in sys.modules:
-        return sys.modules[_PACKAGE]
-
-    spec = importlib.util.spec_from_file_location(
-        _PACKAGE,
-        os.path.join(_REPO_ROOT, "__init__.py"),
-        submodule_search_locations=[_REPO_ROOT],
-    )
-    package = importlib.util.module_from_spec(spec)
-    sys.modules[_PACKAGE] = package
-    spec.loader.exec_module(package)
-    return package
-
-
-_import_repo()
-sys.path.insert(0, os.path.join(_REPO_ROOT, "examples"))
+# the repo as the package jina_v4_src, as the tests import it
+import_repo_as_package()
+sys.path.insert(0, os.path.join(REPO_ROOT, "examples"))
 
 import documents  # noqa: E402
 from jina_v4_src.encoder import (  # noqa: E402
@@ -112,34 +99,6 @@ def make_pages(out_dir, n, scale, seed=0):
         with Image.open(record["filepath"]) as img:
             pages.append(img.convert("RGB"))
     return pages
-
-
-def best_times(fns, repeats):
-    """Runs each function ``repeats`` times, interleaved, so slow drift of
-    the machine hits all alike; returns the best seconds of each."""
-    best = [float("inf")] * len(fns)
-    for _ in range(repeats):
-        for k, fn in enumerate(fns):
-            start = time.perf_counter()
-            fn()
-            best[k] = min(best[k], time.perf_counter() - start)
-    return best
-
-
-def busy_warning():
-    """A warning line when other work already loads the CPUs (then the
-    threads of the processes contend and timings swing several-fold)."""
-    load = os.getloadavg()[0]
-    cpus = os.cpu_count() or 1
-    if load < cpus:
-        return None
-    hint = "rerun later"
-    if torch.get_num_threads() > 1:
-        hint += " or with --threads 1"
-    return (
-        "WARNING: load average %.1f on %d CPUs before starting: other work "
-        "is running, so timings are unreliable (%s)" % (load, cpus, hint)
-    )
 
 
 def _sync(device):
@@ -528,17 +487,9 @@ def main(argv=None):
         default=None,
         help="where temporary pages and checkpoints go (removed at exit)",
     )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch CPU threads (default: torch's own choice)",
-    )
+    add_threads_option(parser)
     args = parser.parse_args(argv)
-    if args.threads is not None:
-        if args.threads < 1:
-            parser.error("--threads must be >= 1")
-        torch.set_num_threads(args.threads)
+    set_threads(parser, args)
     if args.pages < 1:
         parser.error("--pages must be >= 1")
     if args.repeats is not None and args.repeats < 1:

@@ -26,36 +26,29 @@ import importlib.util
 import math
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 import torch
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY_SNAPSHOT = os.path.join(_REPO_ROOT, "tests", "data", "jina-v4-tiny")
+from _common import (  # puts tests/ on sys.path
+    add_threads_option,
+    best_times,
+    busy_warning,
+    set_threads,
+)
+from support import (
+    REPO_ROOT,
+    TINY_SNAPSHOT,
+    fiftyone_env,
+    install_source,
+    start_private_mongod,
+)
+
 MODEL_NAME = "jinaai/jina-embeddings-v4"
-ZOO_FOLDER = "jina_embeddings_v4"
-SNAPSHOT_FOLDER = "jina-embeddings-v4"
 TARGET_RATIO = 0.9
 BATCH_SIZES = (1, 4, 8)
-
-# What a user's zoo folder holds of this repository: the source only
-_NOT_SOURCE = shutil.ignore_patterns(
-    ".git",
-    ".venv",
-    ".ci",
-    ".pytest_cache",
-    "__pycache__",
-    "*.pyc",
-    "benchmarks",
-    "examples",
-    "scripts",
-    "tests",
-)
 
 
 def isolate_fiftyone():
@@ -71,76 +64,12 @@ def isolate_fiftyone():
         raise RuntimeError("fiftyone was imported before isolate_fiftyone")
 
     tmp = tempfile.mkdtemp(prefix="bench-fiftyone-")
-    atexit.register(shutil.rmtree, tmp, True)  # runs after the stop below
-    db_dir = os.path.join(tmp, "db")
-    uri = _start_mongod(db_dir)
-    os.environ.update(
-        FIFTYONE_DATABASE_DIR=db_dir,
-        FIFTYONE_DATABASE_URI=uri,
-        FIFTYONE_MODEL_ZOO_DIR=os.path.join(tmp, "zoo"),
-        FIFTYONE_DO_NOT_TRACK="true",
-        FIFTYONE_DATABASE_VALIDATION="false",
-        FIFTYONE_SHOW_PROGRESS_BARS="false",
-        HF_HUB_OFFLINE="1",
-        TOKENIZERS_PARALLELISM="false",
+    atexit.register(shutil.rmtree, tmp, True)  # runs after mongod's stop
+    os.environ.update(fiftyone_env(tmp))
+    os.environ["FIFTYONE_DATABASE_URI"] = start_private_mongod(
+        os.environ["FIFTYONE_DATABASE_DIR"]
     )
     return tmp
-
-
-def _start_mongod(db_dir, timeout=60):
-    """Starts FiftyOne's bundled mongod on ``db_dir``; stops it at exit."""
-    spec = importlib.util.find_spec("fiftyone")  # without importing it
-    mongod = os.path.join(
-        spec.submodule_search_locations[0], "db", "bin", "mongod"
-    )
-    os.makedirs(db_dir)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-
-    log_path = os.path.join(db_dir, "mongod.log")
-    proc = subprocess.Popen(
-        [
-            mongod,
-            "--dbpath",
-            db_dir,
-            "--bind_ip",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--nounixsocket",
-            "--logpath",
-            log_path,
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    atexit.register(_stop, proc)
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                "mongod exited with %d; see %s" % (proc.returncode, log_path)
-            )
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError("mongod did not listen on %d" % port)
-            time.sleep(0.2)
-    return "mongodb://127.0.0.1:%d" % port
-
-
-def _stop(proc):
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def tiny_snapshot(tmp):
@@ -151,48 +80,11 @@ def tiny_snapshot(tmp):
     # tiny_checkpoint has no relative imports; load just that file
     spec = importlib.util.spec_from_file_location(
         "_bench_tiny_checkpoint",
-        os.path.join(_REPO_ROOT, "tiny_checkpoint.py"),
+        os.path.join(REPO_ROOT, "tiny_checkpoint.py"),
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.write_checkpoint(os.path.join(tmp, "tiny"), seed=0)
-
-
-def install_source(zoo_dir, snapshot):
-    """Lays the source out in ``zoo_dir`` as FiftyOne keeps a downloaded
-    remote source, with ``snapshot`` as the model's weights folder."""
-    dest = os.path.join(zoo_dir, ZOO_FOLDER)
-    shutil.copytree(_REPO_ROOT, dest, ignore=_NOT_SOURCE)
-    shutil.copytree(snapshot, os.path.join(dest, SNAPSHOT_FOLDER))
-    return dest
-
-
-def best_times(fns, repeats):
-    """Runs each function ``repeats`` times, interleaved, so slow drift of
-    the machine hits all alike; returns the best seconds of each."""
-    best = [float("inf")] * len(fns)
-    for _ in range(repeats):
-        for k, fn in enumerate(fns):
-            start = time.perf_counter()
-            fn()
-            best[k] = min(best[k], time.perf_counter() - start)
-    return best
-
-
-def busy_warning():
-    """A warning line when other work already loads the CPUs (then the
-    threads of the processes contend and timings swing several-fold)."""
-    load = os.getloadavg()[0]
-    cpus = os.cpu_count() or 1
-    if load < cpus:
-        return None
-    hint = "rerun later"
-    if torch.get_num_threads() > 1:
-        hint += " or with --threads 1"
-    return (
-        "WARNING: load average %.1f on %d CPUs before starting: other work "
-        "is running, so timings are unreliable (%s)" % (load, cpus, hint)
-    )
 
 
 def _verdict(ok):
@@ -206,7 +98,7 @@ def run(args, tmp):
     import fiftyone.utils.torch as fout
     import fiftyone.zoo as foz
 
-    sys.path.insert(0, os.path.join(_REPO_ROOT, "examples"))
+    sys.path.insert(0, os.path.join(REPO_ROOT, "examples"))
     import documents
 
     n = args.n
@@ -214,7 +106,9 @@ def run(args, tmp):
     repeats = args.repeats
     default_workers = fout.recommend_num_workers(None)
 
-    install_source(os.environ["FIFTYONE_MODEL_ZOO_DIR"], tiny_snapshot(tmp))
+    install_source(
+        os.environ["FIFTYONE_MODEL_ZOO_DIR"], snapshot=tiny_snapshot(tmp)
+    )
     records = documents.write_dataset_images(
         os.path.join(tmp, "pages"), n=n, seed=0, scale=0.5
     )
@@ -422,17 +316,9 @@ def main(argv=None):
     parser.add_argument(
         "--quick", action="store_true", help="fewer pages, one repeat"
     )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch CPU threads (default: torch's own choice)",
-    )
+    add_threads_option(parser)
     args = parser.parse_args(argv)
-    if args.threads is not None:
-        if args.threads < 1:
-            parser.error("--threads must be >= 1")
-        torch.set_num_threads(args.threads)
+    set_threads(parser, args)
     if args.n is None:
         args.n = 16 if args.quick else 48
     if args.repeats is None:

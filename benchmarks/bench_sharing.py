@@ -35,13 +35,11 @@ import sys
 import tempfile
 import time
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_TINY_SNAPSHOT = os.path.join(_REPO_ROOT, "tests", "data", "jina-v4-tiny")
-_EXAMPLES_DIR = os.path.join(_REPO_ROOT, "examples")
+from _common import support
+
+_EXAMPLES_DIR = os.path.join(support.REPO_ROOT, "examples")
 
 MODEL_NAME = "jinaai/jina-embeddings-v4"
-ZOO_PACKAGE = "jina_embeddings_v4"
-SNAPSHOT_FOLDER = "jina-embeddings-v4"  # the manifest's base_filename
 DEFAULT_CHECKPOINT = "/tmp/jina-v4-full-random"
 DEFAULT_MAX_PIXELS = 602112
 DTYPES = ("float32", "bfloat16")
@@ -61,21 +59,6 @@ MEMORY_RATIO_TARGET = 1.15
 _RESULT_MARKER = "BENCH_SHARING_RESULT "
 GB = 1000**3
 
-# Files of the repository that make up the zoo source (as a user's zoo
-# folder holds it after registering the source).
-_SOURCE_IGNORED = shutil.ignore_patterns(
-    ".venv",
-    ".git",
-    "tests",
-    "benchmarks",
-    "examples",
-    "__pycache__",
-    "*.pyc",
-    ".ci",
-    "scripts",
-    ".pytest_cache",
-)
-
 
 # --------------------------------------------------------------------------
 # Parent: checkpoint, zoo folder, subprocesses, table
@@ -84,11 +67,11 @@ _SOURCE_IGNORED = shutil.ignore_patterns(
 
 def _snapshot_missing(path):
     # snapshot.py imports neither torch nor transformers: load it directly
-    sys.path.insert(0, _REPO_ROOT)
+    sys.path.insert(0, support.REPO_ROOT)
     try:
         from snapshot import missing_files
     finally:
-        sys.path.remove(_REPO_ROOT)
+        sys.path.remove(support.REPO_ROOT)
 
     return missing_files(path)
 
@@ -126,15 +109,6 @@ def ensure_checkpoint(path):
     return seconds
 
 
-def install_zoo(zoo_dir, snapshot):
-    """Puts the source in ``zoo_dir`` with a link to ``snapshot`` as its
-    weights (a link, so that a 7.5 GB snapshot is never copied)."""
-    dest = os.path.join(zoo_dir, ZOO_PACKAGE)
-    shutil.copytree(_REPO_ROOT, dest, ignore=_SOURCE_IGNORED)
-    os.symlink(os.path.abspath(snapshot), os.path.join(dest, SNAPSHOT_FOLDER))
-    return dest
-
-
 def child_env(tmp_dir):
     """A FiftyOne environment of its own: zoo and database in ``tmp_dir``.
 
@@ -143,15 +117,7 @@ def child_env(tmp_dir):
     """
     env = dict(os.environ)
     env.pop("FIFTYONE_DATABASE_URI", None)
-    env.update(
-        FIFTYONE_DO_NOT_TRACK="true",
-        FIFTYONE_DATABASE_DIR=os.path.join(tmp_dir, "db"),
-        FIFTYONE_MODEL_ZOO_DIR=os.path.join(tmp_dir, "zoo"),
-        FIFTYONE_DATABASE_VALIDATION="false",
-        FIFTYONE_SHOW_PROGRESS_BARS="false",
-        HF_HUB_OFFLINE="1",
-        TOKENIZERS_PARALLELISM="false",
-    )
+    env.update(support.fiftyone_env(tmp_dir))
     return env
 
 
@@ -364,7 +330,7 @@ def main(argv=None):
 
     started = time.perf_counter()
     if args.quick:
-        snapshot = _TINY_SNAPSHOT
+        snapshot = support.TINY_SNAPSHOT
         build_s = None
     else:
         snapshot = os.path.abspath(args.checkpoint)
@@ -373,7 +339,10 @@ def main(argv=None):
     tmp_dir = tempfile.mkdtemp(prefix="jina-v4-bench-sharing-")
     results = {}
     try:
-        install_zoo(os.path.join(tmp_dir, "zoo"), snapshot)
+        # a link to the weights, so that a 7.5 GB snapshot is never copied
+        support.install_source(
+            os.path.join(tmp_dir, "zoo"), snapshot=snapshot, symlink=True
+        )
         for dtype in dtypes:
             if not args.no_read_through:
                 nbytes, seconds = read_through(snapshot)
@@ -437,7 +406,7 @@ def child_build(out_dir):
     import logging
 
     logging.basicConfig(level=logging.INFO)
-    sys.path.insert(0, _REPO_ROOT)
+    sys.path.insert(0, support.REPO_ROOT)
     from tiny_checkpoint import write_checkpoint
 
     write_checkpoint(out_dir, full_size=True)
@@ -514,7 +483,9 @@ def child_scenario(args):
     import fiftyone.zoo as foz
 
     zoo_dir = os.environ["FIFTYONE_MODEL_ZOO_DIR"]
-    snapshot = os.path.join(zoo_dir, ZOO_PACKAGE, SNAPSHOT_FOLDER)
+    snapshot = os.path.join(
+        zoo_dir, support.ZOO_PACKAGE, support.SNAPSHOT_FOLDER
+    )
     threads = torch.get_num_threads()
     result = {"dtype": dtype, "torch": torch.__version__, "threads": threads}
     small_page, _ = documents.make_page(PAGE_KIND, "small", scale=0.25)
@@ -531,7 +502,7 @@ def child_scenario(args):
     _progress(dtype, "first use %.2f s" % first_use_s)
 
     # A second, differently configured model alongside, then used once
-    cache = sys.modules[ZOO_PACKAGE + ".encoder_cache"]
+    cache = sys.modules[support.ZOO_PACKAGE + ".encoder_cache"]
     options = _second_options(snapshot)
     warm_s, other = _timed(
         lambda: foz.load_zoo_model(MODEL_NAME, dtype=dtype, **options)
@@ -560,7 +531,7 @@ def child_scenario(args):
 
     # Text-query latency (model already warm)
     encoder = model.encoder
-    enc_module = sys.modules[ZOO_PACKAGE + ".encoder"]
+    enc_module = sys.modules[support.ZOO_PACKAGE + ".encoder"]
     prefix = enc_module.text_prefix(
         model.config.task, model.config.query_prompt_name
     )

@@ -3,10 +3,15 @@
 FiftyOne reads its configuration from the environment when first imported
 (and data loader workers and the App server see only the environment), so
 everything is set here, before any test module imports fiftyone.
+
+The database is a private mongod on a free port, named by
+FIFTYONE_DATABASE_URI: FiftyOne's own database service would attach to any
+FiftyOne database already running for this user, whatever
+FIFTYONE_DATABASE_DIR says, and other FiftyOne processes could then shut
+it down in the middle of the run.
 """
 
 import atexit
-import importlib.util
 import os
 import shutil
 import sys
@@ -14,75 +19,48 @@ import tempfile
 
 import pytest
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA_DIR = os.path.join(REPO_ROOT, "tests", "data")
-TINY_SNAPSHOT = os.path.join(DATA_DIR, "jina-v4-tiny")
-GOLDENS_DIR = os.path.join(DATA_DIR, "jina-v4-tiny-goldens")
+from support import (
+    REPO_ROOT,
+    SOURCE_PACKAGE,
+    TINY_SNAPSHOT,
+    ZOO_PACKAGE,
+    fiftyone_env,
+    import_repo_as_package,
+    install_source,
+    start_private_mongod,
+)
 
-# The repo imported directly, for unit tests of its modules. FiftyOne
-# imports its own copy, from the zoo folder, as "jina_embeddings_v4": the
-# different name keeps the two apart.
-SOURCE_PACKAGE = "jina_v4_src"
-ZOO_PACKAGE = "jina_embeddings_v4"
+# What the test modules import from here
+__all__ = [
+    "DATA_DIR",
+    "GOLDENS_DIR",
+    "MODEL_NAME",
+    "REPO_ROOT",
+    "SOURCE_PACKAGE",
+    "TINY_SNAPSHOT",
+    "ZOO_PACKAGE",
+    "import_repo_as_package",
+    "install_source",
+]
+
+DATA_DIR = os.path.join(REPO_ROOT, "tests", "data")
+GOLDENS_DIR = os.path.join(DATA_DIR, "jina-v4-tiny-goldens")
 MODEL_NAME = "jinaai/jina-embeddings-v4"
 
+if "fiftyone" in sys.modules:
+    raise RuntimeError("fiftyone was imported before tests/conftest.py")
+
 _TMP = tempfile.mkdtemp(prefix="jina-v4-tests-")
-# Registered before fiftyone is imported, so it runs after FiftyOne's own
-# exit handler has stopped the database that lives in this folder.
+# Registered first, so it runs last: after FiftyOne's own exit handlers
+# and after the mongod whose database lives in this folder has stopped.
 atexit.register(shutil.rmtree, _TMP, True)
-os.environ.update(
-    FIFTYONE_DO_NOT_TRACK="true",
-    FIFTYONE_DATABASE_DIR=os.path.join(_TMP, "db"),
-    FIFTYONE_MODEL_ZOO_DIR=os.path.join(_TMP, "zoo"),
-    FIFTYONE_DATABASE_VALIDATION="false",
-    FIFTYONE_SHOW_PROGRESS_BARS="false",
-    HF_HUB_OFFLINE="1",
-    TOKENIZERS_PARALLELISM="false",
+os.environ.update(fiftyone_env(_TMP))
+# In os.environ, so subprocesses and the App server use it too
+os.environ["FIFTYONE_DATABASE_URI"] = start_private_mongod(
+    os.environ["FIFTYONE_DATABASE_DIR"]
 )
-os.environ.pop("FIFTYONE_DATABASE_URI", None)
-
-
-def import_repo_as_package(name=SOURCE_PACKAGE):
-    """Imports the repo root as a package named ``name``."""
-    if name in sys.modules:
-        return sys.modules[name]
-
-    spec = importlib.util.spec_from_file_location(
-        name,
-        os.path.join(REPO_ROOT, "__init__.py"),
-        submodule_search_locations=[REPO_ROOT],
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 import_repo_as_package()
-
-_SOURCE_FILES_IGNORED = shutil.ignore_patterns(
-    ".venv",
-    ".git",
-    "tests",
-    "benchmarks",
-    "examples",
-    "__pycache__",
-    "*.pyc",
-    ".ci",
-    "scripts",
-    ".pytest_cache",
-)
-
-
-def install_source(zoo_dir, folder=ZOO_PACKAGE, snapshot=TINY_SNAPSHOT):
-    """Copies the source into a zoo folder, with a snapshot as weights."""
-    dest = os.path.join(zoo_dir, folder)
-    if os.path.isdir(dest):
-        shutil.rmtree(dest)
-    shutil.copytree(REPO_ROOT, dest, ignore=_SOURCE_FILES_IGNORED)
-    if snapshot is not None:
-        shutil.copytree(snapshot, os.path.join(dest, "jina-embeddings-v4"))
-    return dest
 
 
 @pytest.fixture(scope="session")

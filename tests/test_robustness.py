@@ -110,9 +110,10 @@ def test_huge_page_stays_within_pixel_budget(model, tmp_path):
     script = """
         import resource, sys
         sys.path.insert(0, %r)
-        import conftest
+        import support
+        support.import_repo_as_package()
         from jina_v4_src.encoder import JinaV4Encoder
-        enc = JinaV4Encoder(conftest.TINY_SNAPSHOT, device="cpu",
+        enc = JinaV4Encoder(support.TINY_SNAPSHOT, device="cpu",
                             dtype="float32")
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         out = enc.encode_images([%r], return_multi=True)

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from conftest import MODEL_NAME, REPO_ROOT, TINY_SNAPSHOT, ZOO_PACKAGE
+from support import SOURCE_IGNORE
 
 sys.path.insert(0, os.path.join(REPO_ROOT, "examples"))
 import documents  # noqa: E402
@@ -132,7 +133,7 @@ def test_download_model_is_offline_and_instant_when_complete(zoo_source):
 def test_incomplete_snapshot_offline_names_what_is_missing(tmp_path):
     zoo_dir = tmp_path / "zoo"
     dest = os.path.join(zoo_dir, ZOO_PACKAGE, "jina-embeddings-v4")
-    shutil.copytree(REPO_ROOT, os.path.dirname(dest), ignore=_ignored)
+    shutil.copytree(REPO_ROOT, os.path.dirname(dest), ignore=SOURCE_IGNORE)
     shutil.copytree(TINY_SNAPSHOT, dest)
     os.remove(os.path.join(dest, "model-00001-of-00002.safetensors"))
     script = """
@@ -147,18 +148,6 @@ def test_incomplete_snapshot_offline_names_what_is_missing(tmp_path):
     assert dest in out
     assert "model-00001-of-00002.safetensors" in out
     assert "network access" in out
-
-
-_ignored = shutil.ignore_patterns(
-    ".venv",
-    ".git",
-    "tests",
-    "benchmarks",
-    "examples",
-    "__pycache__",
-    ".ci",
-    "scripts",
-)
 
 
 def _run_python(script, timeout=300, **env):
