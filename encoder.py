@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+import transformers
 from transformers import (
     Qwen2_5_VLConfig,
     Qwen2_5_VLModel,
@@ -51,6 +52,9 @@ IMAGE_PROMPT_TAIL = "<|vision_end|>Describe the image.<|im_end|>\n"
 # that a long list of images never sits decoded in memory all at once.
 _CHUNK_BATCHES = 16
 
+# Older 5.x releases give different image vectors than the official code
+MIN_TRANSFORMERS = (5, 5, 4)
+
 _LORA_KEY = re.compile(
     r"^base_model\.model\.(?P<module>.+)\.lora_(?P<ab>[AB])\."
     r"(?P<task>[^.]+)\.weight$"
@@ -70,6 +74,22 @@ class Embeddings:
 
     single: np.ndarray = None
     multi: list = None
+
+
+def check_transformers_version(version):
+    """Raises an ImportError unless ``version`` is at least 5.5.4."""
+    parts = []
+    for piece in version.split(".")[:3]:
+        digits = re.match(r"\d+", piece)
+        parts.append(int(digits.group()) if digits else 0)
+
+    if tuple(parts) < MIN_TRANSFORMERS:
+        raise ImportError(
+            "transformers %s is installed; Jina v4 needs transformers >= "
+            "%s (older releases compute different image vectors). Run: "
+            "pip install -U 'transformers>=5.5.4,<6'"
+            % (version, ".".join(map(str, MIN_TRANSFORMERS)))
+        )
 
 
 def resolve_device(device=None):
@@ -266,6 +286,7 @@ class JinaV4Encoder:
             self.device, self.dtype
         )
 
+        check_transformers_version(transformers.__version__)
         require_complete(self.snapshot_dir)
         self.forward_calls = 0
         self._lock = threading.RLock()

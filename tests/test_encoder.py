@@ -326,6 +326,14 @@ def test_invalid_dtype():
         jenc.resolve_dtype("int8", torch.device("cpu"))
 
 
+def test_transformers_version_guard():
+    for ok in ("5.5.4", "5.24.0", "5.10.0.dev0", "6.0.0"):
+        jenc.check_transformers_version(ok)
+    for old in ("4.57.6", "5.0.0", "5.5.0", "5.4.9rc1"):
+        with pytest.raises(ImportError, match=">= 5.5.4"):
+            jenc.check_transformers_version(old)
+
+
 def test_dtype_auto_choices():
     cpu = torch.device("cpu")
     expected = torch.bfloat16 if jenc.cpu_has_native_bf16() else torch.float32

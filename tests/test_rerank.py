@@ -25,10 +25,16 @@ def setup(zoo_source, tmp_root):
     )
     ds = fo.Dataset()
     ds.add_samples([fo.Sample(filepath=p["filepath"]) for p in pages])
-    model = foz.load_zoo_model(MODEL_NAME, task="retrieval")
+    # float32: scores are compared to a batch-1 reference within 1e-4
+    kwargs = {"task": "retrieval", "dtype": "float32"}
+    model = foz.load_zoo_model(MODEL_NAME, **kwargs)
     ds.compute_embeddings(model, embeddings_field="emb", batch_size=4)
     fob.compute_similarity(
-        ds, model=MODEL_NAME, embeddings="emb", brain_key="sim"
+        ds,
+        model=MODEL_NAME,
+        model_kwargs=kwargs,
+        embeddings="emb",
+        brain_key="sim",
     )
     n = model.compute_multivectors(ds, batch_size=4)
     assert n == len(ds)
@@ -98,6 +104,6 @@ def test_rerank_errors(setup):
         model.rerank(ds, "  ")
     with pytest.raises(ValueError, match="positive integer"):
         model.rerank(ds, QUERY, k=0)
-    other = foz.load_zoo_model(MODEL_NAME, task="code")
+    other = foz.load_zoo_model(MODEL_NAME, task="code", dtype="float32")
     with pytest.raises(ValueError, match="task='retrieval'"):
         other.rerank(ds, QUERY)
