@@ -31,7 +31,9 @@ def download_model(model_name, model_path):
         model_path: the folder to download into
     """
     from .snapshot import ensure_snapshot
+    from .zoo import validate_pending_options
 
+    validate_pending_options(model_path)
     ensure_snapshot(model_path)
 
 

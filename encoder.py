@@ -282,7 +282,7 @@ class JinaV4Encoder:
         self.snapshot_dir = os.path.abspath(os.fspath(snapshot_dir))
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        self.attn_implementation = attn_implementation or _default_attention(
+        self.attn_implementation = attn_implementation or default_attention(
             self.device, self.dtype
         )
 
@@ -499,7 +499,15 @@ class JinaV4Encoder:
                 % (len(not_loaded), sorted(not_loaded)[:3])
             )
 
-        return peft_model.to(device=self.device, dtype=self.dtype)
+        # Only the LoRA weights take the model dtype: a blanket
+        # .to(dtype=...) would also cast the float32 RoPE inv_freq
+        # buffers, and bf16 frequencies shift positions over long inputs
+        peft_model.to(self.device)
+        for name, param in peft_model.named_parameters():
+            if ".lora_" in name:
+                param.data = param.data.to(self.dtype)
+
+        return peft_model
 
     # -- public API ------------------------------------------------------
 
@@ -570,6 +578,9 @@ class JinaV4Encoder:
         if max_length < 1:
             raise ValueError("max_length must be >= 1, got %d" % max_length)
 
+        if not texts:
+            return self._empty(return_single, return_multi, truncate_dim)
+
         encoded = self.tokenizer(
             [prefix + t for t in texts],
             add_special_tokens=False,
@@ -630,6 +641,8 @@ class JinaV4Encoder:
         validate_task(task)
         validate_pixels(min_pixels, max_pixels)
         self._check_call(batch_size, return_single, return_multi, truncate_dim)
+        if not images:
+            return self._empty(return_single, return_multi, truncate_dim)
 
         results = {}
         chunk = batch_size * _CHUNK_BATCHES
@@ -794,15 +807,18 @@ class JinaV4Encoder:
         )
         return positions
 
+    def _empty(self, want_single, want_multi, truncate_dim):
+        dim = truncate_dim or self.hidden_size
+        return Embeddings(
+            single=np.zeros((0, dim), np.float32) if want_single else None,
+            multi=[] if want_multi else None,
+        )
+
     def _collect(self, results, n, want_single, want_multi):
         single = multi = None
         if want_single:
             rows = [results[i][0].numpy() for i in range(n)]
-            single = (
-                np.stack(rows).astype(np.float32, copy=False)
-                if rows
-                else np.zeros((0, self.hidden_size), dtype=np.float32)
-            )
+            single = np.stack(rows).astype(np.float32, copy=False)
         if want_multi:
             multi = [
                 results[i][1].numpy().astype(np.float32) for i in range(n)
@@ -821,7 +837,9 @@ def _scatter(results, batch, out):
         )
 
 
-def _default_attention(device, dtype):
+def default_attention(device, dtype):
+    """Flash attention when installed and in half precision on CUDA, else
+    SDPA."""
     if device.type == "cuda" and dtype in (torch.bfloat16, torch.float16):
         import importlib.util
 

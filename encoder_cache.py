@@ -13,6 +13,7 @@ freed. The grace period is what keeps the App's searches fast: its server
 drops and re-loads the model on every request.
 """
 
+import gc
 import logging
 import os
 import threading
@@ -20,7 +21,12 @@ import weakref
 
 import torch
 
-from .encoder import JinaV4Encoder, resolve_device, resolve_dtype
+from .encoder import (
+    JinaV4Encoder,
+    default_attention,
+    resolve_device,
+    resolve_dtype,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +67,10 @@ def acquire(
     """
     device = _normalize_device(resolve_device(device))
     torch_dtype = resolve_dtype(dtype, device)
+    # resolved first, so that None and its explicit value share weights
+    attn_implementation = attn_implementation or default_attention(
+        device, torch_dtype
+    )
     key = (
         os.path.realpath(os.fspath(snapshot_dir)),
         str(device),
@@ -87,7 +97,10 @@ def acquire(
 
         entry.users += 1
 
-    weakref.finalize(owner, _release, key)
+    finalizer = weakref.finalize(owner, _release, key)
+    # at interpreter exit there is nothing to release, and Python 3.12+
+    # refuses to start the keep-warm timer thread then
+    finalizer.atexit = False
     return entry.encoder
 
 
@@ -162,7 +175,13 @@ def _drop(key):
         entry.timer.cancel()
         entry.timer = None
 
-    logger.info("Freed the Jina v4 weights loaded from %s", key[0])
+    del entry
+    if key[1].startswith("cuda"):
+        # give the memory back to the device, not only to torch's cache
+        gc.collect()
+        torch.cuda.empty_cache()
+
+    logger.info("Released the Jina v4 weights loaded from %s", key[0])
 
 
 def _normalize_device(device):

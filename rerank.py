@@ -76,6 +76,13 @@ def compute_multivectors(
 
             pb.update(len(batch_ids))
 
+    if not written:
+        logger.warning(
+            "No multi vectors were written to '%s': no readable images",
+            multivectors_field,
+        )
+        return 0
+
     field = dataset.get_field(multivectors_field)
     field.info = {
         "model": "jinaai/jina-embeddings-v4",

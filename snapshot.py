@@ -13,7 +13,9 @@ logger = logging.getLogger(__name__)
 
 REPO_ID = "jinaai/jina-embeddings-v4"
 
-# Set to pin the hub revision that download_model fetches.
+# The revision whose behaviour this integration reproduces; set the
+# environment variable to fetch another (e.g. "main").
+DEFAULT_REVISION = "4a58ca57710c49f51896e4bc820e202fbf64904b"
 REVISION_ENV = "FIFTYONE_JINA_V4_REVISION"
 
 INDEX_FILE = "model.safetensors.index.json"
@@ -104,7 +106,8 @@ def ensure_snapshot(path, revision=None):
     Args:
         path: the snapshot folder
         revision (None): a hub revision to download; defaults to the
-            ``FIFTYONE_JINA_V4_REVISION`` environment variable, else main
+            ``FIFTYONE_JINA_V4_REVISION`` environment variable, else
+            :data:`DEFAULT_REVISION`
 
     Raises:
         SnapshotError: if the snapshot is incomplete and cannot be
@@ -114,10 +117,8 @@ def ensure_snapshot(path, revision=None):
     if not missing:
         return path
 
-    revision = revision or os.environ.get(REVISION_ENV) or None
-    logger.info(
-        "Downloading %s (revision %s) to %s", REPO_ID, revision or "main", path
-    )
+    revision = revision or os.environ.get(REVISION_ENV) or DEFAULT_REVISION
+    logger.info("Downloading %s (revision %s) to %s", REPO_ID, revision, path)
     try:
         from huggingface_hub import snapshot_download
 

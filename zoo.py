@@ -64,6 +64,19 @@ def load_model(snapshot_dir, **kwargs):
     Returns:
         a :class:`JinaEmbeddingsV4`
     """
+    return JinaEmbeddingsV4(validate_options(snapshot_dir, kwargs))
+
+
+def validate_options(snapshot_dir, kwargs):
+    """Checks user options without loading anything.
+
+    Args:
+        snapshot_dir: the snapshot folder (it may not exist yet)
+        kwargs: the keyword arguments given to ``load_zoo_model()``
+
+    Returns:
+        a :class:`JinaEmbeddingsV4Config`
+    """
     unknown = sorted(set(kwargs) - set(OPTIONS))
     if unknown:
         raise ValueError(
@@ -71,8 +84,20 @@ def load_model(snapshot_dir, **kwargs):
             "options are: %s" % (", ".join(unknown), ", ".join(OPTIONS))
         )
 
-    config = JinaEmbeddingsV4Config(dict(kwargs, snapshot_dir=snapshot_dir))
-    return JinaEmbeddingsV4(config)
+    return JinaEmbeddingsV4Config(dict(kwargs, snapshot_dir=snapshot_dir))
+
+
+def validate_pending_options(snapshot_dir):
+    """Validates the options of the ``load_zoo_model()`` call in progress.
+
+    FiftyOne downloads a model before handing its options to
+    ``load_model``; checking them first saves a 7.6 GB download that would
+    end in "unknown option". FiftyOne does not pass the options to the
+    download hook, so they are read off its ``load_zoo_model`` frame.
+    """
+    frame = fiftyone_frame("load_zoo_model", "fiftyone.zoo.models")
+    if frame is not None:
+        validate_options(snapshot_dir, frame.f_locals.get("kwargs") or {})
 
 
 class JinaEmbeddingsV4Config(fout.TorchImageModelConfig):
@@ -305,22 +330,27 @@ _NO_CLASSES_MESSAGE = (
 )
 
 
-def _inside_fiftyone(function_name, max_depth=12):
-    """Whether a FiftyOne ``fiftyone.core.models`` function of this name
-    is on the call stack (FiftyOne gives models no other way to know which
-    operation entered them)."""
+def fiftyone_frame(function_name, module="fiftyone.core.models", max_depth=24):
+    """The frame of a FiftyOne function of this name on the call stack, or
+    None (FiftyOne gives models no other way to know which operation is
+    calling them)."""
     frame = sys._getframe(1)
     for _ in range(max_depth):
         if frame is None:
-            return False
+            return None
         if (
             frame.f_code.co_name == function_name
-            and frame.f_globals.get("__name__") == "fiftyone.core.models"
+            and frame.f_globals.get("__name__") == module
         ):
-            return True
+            return frame
         frame = frame.f_back
 
-    return False
+    return None
+
+
+def _embeddings_returned_not_stored():
+    frame = fiftyone_frame("_compute_image_embeddings_data_loader")
+    return frame is not None and frame.f_locals.get("embeddings_field") is None
 
 
 def _loader_skips_failures():
@@ -383,6 +413,15 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
         return True
 
     @property
+    def ragged_batches(self):
+        # FiftyOne stacks the patches of a sample into one tensor unless
+        # batches are ragged; ours are PIL crops, embedded as a list
+        if fiftyone_frame("compute_patch_embeddings"):
+            return True
+
+        return super().ragged_batches
+
+    @property
     def encoder(self):
         """The shared :class:`encoder.JinaV4Encoder`."""
         return self._model
@@ -408,7 +447,7 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
         self._class_vectors = None
 
     def __enter__(self):
-        if not self._classes and _inside_fiftyone("apply_model"):
+        if not self._classes and fiftyone_frame("apply_model"):
             # FiftyOne would log this per batch when skipping failures;
             # entering the model happens once, before any batch
             raise ValueError(_NO_CLASSES_MESSAGE)
@@ -440,6 +479,14 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
             images that could not be read (when FiftyOne skips failures)
         """
         images, failed = _split_unreadable(imgs)
+        if failed and _embeddings_returned_not_stored():
+            # FiftyOne stacks returned embeddings into one array, which a
+            # None cannot join: fail this batch, as FiftyOne expects
+            raise ValueError(
+                "Unreadable images: %s"
+                % "; ".join(f.error for f in failed.values())
+            )
+
         vectors = self._embed_images(images) if images else []
         return _merge_failed(vectors, failed, len(images) + len(failed))
 

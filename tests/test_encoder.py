@@ -316,6 +316,13 @@ def test_invalid_image_arguments(encoder, kwargs, match):
         encoder.encode_images([Image.new("RGB", (64, 64))], **kwargs)
 
 
+def test_empty_inputs(encoder):
+    out = encoder.encode_texts([], return_multi=True, truncate_dim=16)
+    assert out.single.shape == (0, 16) and out.multi == []
+    out = encoder.encode_images([], return_multi=True)
+    assert out.single.shape == (0, encoder.hidden_size) and out.multi == []
+
+
 def test_non_string_text_rejected(encoder):
     with pytest.raises(ValueError, match="item 1 is int"):
         encoder.encode_texts(["ok", 3])
@@ -324,6 +331,17 @@ def test_non_string_text_rejected(encoder):
 def test_invalid_dtype():
     with pytest.raises(ValueError, match="auto, float32, bfloat16, float16"):
         jenc.resolve_dtype("int8", torch.device("cpu"))
+
+
+def test_half_precision_keeps_rope_frequencies_in_float32():
+    enc = jenc.JinaV4Encoder(TINY_SNAPSHOT, device="cpu", dtype="bfloat16")
+    buffers = dict(enc._peft_model.named_buffers())
+    inv_freq = [n for n in buffers if n.endswith("inv_freq")]
+    assert len(inv_freq) >= 2  # text and vision rotary embeddings
+    assert all(buffers[n].dtype == torch.float32 for n in inv_freq)
+    params = dict(enc._peft_model.named_parameters())
+    assert {p.dtype for p in params.values()} == {torch.bfloat16}
+    assert any(".lora_" in n for n in params)
 
 
 def test_transformers_version_guard():

@@ -23,7 +23,7 @@ def test_manifest_entry(zoo_model):
     ):
         assert tag in zoo_model.tags
     assert zoo_model.supports_cpu and zoo_model.supports_gpu
-    assert "transformers>=5.5.4" in zoo_model.requirements.packages
+    assert "transformers>=5.5.4,<6" in zoo_model.requirements.packages
 
 
 def test_resolve_input_offers_the_real_options(zoo_model):

@@ -185,6 +185,21 @@ def test_corrupt_files_skipped_others_embedded(
         assert (label is None) == (path in bad)
 
 
+def test_corrupt_files_when_embeddings_are_returned(model, messy_dataset):
+    ds, bad = messy_dataset
+    # no field: FiftyOne returns the embeddings (what brain methods use)
+    # FiftyOne stacks returned embeddings, so a batch with an unreadable
+    # file is skipped whole (with a warning), not the whole run
+    embs = ds.compute_embeddings(model, batch_size=2, skip_failures=True)
+    assert len(embs) == len(ds)
+    paths = ds.values("filepath")
+    for i in range(0, len(paths), 2):
+        batch_ok = not any(p in bad for p in paths[i : i + 2])
+        for emb in embs[i : i + 2]:
+            assert (emb is not None) == batch_ok
+    assert sum(e is not None for e in embs) == 6
+
+
 def test_corrupt_file_without_skipping_names_the_file(model, messy_dataset):
     ds, bad = messy_dataset
     first_bad = ds.values("filepath")[2]

@@ -138,12 +138,19 @@ def test_incomplete_snapshot_offline_names_what_is_missing(tmp_path):
     os.remove(os.path.join(dest, "model-00001-of-00002.safetensors"))
     script = """
         import fiftyone.zoo as foz
+        # a typo is reported before any download is attempted
+        try:
+            foz.load_zoo_model("%s", taks="retrieval")
+        except Exception as e:
+            print("TYPO:", e)
         try:
             foz.load_zoo_model("%s")
         except Exception as e:
             print("ERROR:", e)
-    """ % MODEL_NAME
+    """ % (MODEL_NAME, MODEL_NAME)
     out = _run_python(script, FIFTYONE_MODEL_ZOO_DIR=str(zoo_dir))
+    typo = out.split("TYPO:")[1].split("ERROR:")[0]
+    assert "Unknown option(s) taks" in typo and "download" not in typo
     assert "ERROR:" in out
     assert dest in out
     assert "model-00001-of-00002.safetensors" in out
@@ -269,6 +276,23 @@ def test_multi_mode_and_truncation(dataset, zoo_source):
     full /= np.linalg.norm(full, axis=1, keepdims=True)
     assert np.allclose(trunc, full, atol=2e-2)
     assert short.embed_prompt("x").shape == (32,)
+
+
+def test_patch_embeddings(dataset, model):
+    view = dataset.limit(3)
+    boxes = [[0.1, 0.1, 0.5, 0.3], [0.2, 0.5, 0.6, 0.4]]
+    for sample in view:
+        sample["regions"] = fo.Detections(
+            detections=[fo.Detection(label="r", bounding_box=b) for b in boxes]
+        )
+        sample.save()
+    embs = view.compute_patch_embeddings(
+        model, "regions", batch_size=2, skip_failures=False
+    )
+    assert len(embs) == 3
+    for emb in embs.values():
+        assert emb.shape == (2, model.encoder.hidden_size)
+        assert np.all(np.isfinite(emb))
 
 
 def test_prompts_and_images_share_a_space(model):
