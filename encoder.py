@@ -165,6 +165,18 @@ def validate_prompt_name(prompt_name):
         )
 
 
+def validate_truncate_dim(truncate_dim, dims):
+    """Raises a ValueError unless ``truncate_dim`` is None or in ``dims``."""
+    if truncate_dim is None:
+        return
+
+    if isinstance(truncate_dim, bool) or truncate_dim not in dims:
+        raise ValueError(
+            "Unsupported truncate_dim %r; choose one of %s or None"
+            % (truncate_dim, ", ".join(map(str, dims)))
+        )
+
+
 def validate_pixels(min_pixels, max_pixels):
     """Raises a ValueError unless ``0 < min_pixels <= max_pixels``."""
     for name, value in (
@@ -518,16 +530,7 @@ class JinaV4Encoder:
 
     def validate_truncate_dim(self, truncate_dim):
         """Raises a ValueError unless ``truncate_dim`` is None or allowed."""
-        if truncate_dim is None:
-            return
-
-        if isinstance(truncate_dim, bool) or truncate_dim not in (
-            self.matryoshka_dims
-        ):
-            raise ValueError(
-                "Unsupported truncate_dim %r; choose one of %s or None"
-                % (truncate_dim, ", ".join(map(str, self.matryoshka_dims)))
-            )
+        validate_truncate_dim(truncate_dim, self.matryoshka_dims)
 
     def encode_texts(
         self,

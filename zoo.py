@@ -191,20 +191,14 @@ class JinaEmbeddingsV4Config(fout.TorchImageModelConfig):
         jenc.validate_pixels(self.min_pixels, self.max_pixels)
         self.text_prompt = validate_text_prompt(self.text_prompt)
 
-        dims = matryoshka_dims(self.snapshot_dir)
-        if self.truncate_dim is not None:
-            if self.vector_mode != "single":
-                raise ValueError(
-                    "truncate_dim applies to vector_mode='single' only; "
-                    "multi mode always stores 128-d pooled vectors"
-                )
-            if isinstance(self.truncate_dim, bool) or (
-                self.truncate_dim not in dims
-            ):
-                raise ValueError(
-                    "Unsupported truncate_dim %r; choose one of %s or None"
-                    % (self.truncate_dim, ", ".join(map(str, dims)))
-                )
+        if self.truncate_dim is not None and self.vector_mode != "single":
+            raise ValueError(
+                "truncate_dim applies to vector_mode='single' only; "
+                "multi mode always stores 128-d pooled vectors"
+            )
+        jenc.validate_truncate_dim(
+            self.truncate_dim, matryoshka_dims(self.snapshot_dir)
+        )
 
 
 def matryoshka_dims(snapshot_dir):
@@ -334,14 +328,20 @@ def fiftyone_frame(function_name, module="fiftyone.core.models", max_depth=24):
     """The frame of a FiftyOne function of this name on the call stack, or
     None (FiftyOne gives models no other way to know which operation is
     calling them)."""
-    frame = sys._getframe(1)
+    return _find_frame(
+        lambda f: f.f_code.co_name == function_name
+        and f.f_globals.get("__name__") == module,
+        max_depth,
+    )
+
+
+def _find_frame(matches, max_depth):
+    # starts at the caller of our caller: our own frames never match
+    frame = sys._getframe(2)
     for _ in range(max_depth):
         if frame is None:
             return None
-        if (
-            frame.f_code.co_name == function_name
-            and frame.f_globals.get("__name__") == module
-        ):
+        if matches(frame):
             return frame
         frame = frame.f_back
 
@@ -365,16 +365,13 @@ def _loader_skips_failures():
     if info is not None:
         return bool(getattr(info.dataset, "skip_failures", False))
 
-    frame = sys._getframe(1)
-    for _ in range(8):
-        if frame is None:
-            break
-        owner = frame.f_locals.get("self")
-        if isinstance(owner, fout.FiftyOneTorchDataset):
-            return bool(owner.skip_failures)
-        frame = frame.f_back
-
-    return False
+    frame = _find_frame(
+        lambda f: isinstance(
+            f.f_locals.get("self"), fout.FiftyOneTorchDataset
+        ),
+        8,
+    )
+    return frame is not None and bool(frame.f_locals["self"].skip_failures)
 
 
 class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):

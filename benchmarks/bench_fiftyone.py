@@ -155,9 +155,9 @@ def run(args, tmp):
     if warning:
         print(warning)
 
-    def direct():
+    def encode(paths):
         return encoder.encode_images(
-            filepaths,
+            paths,
             task=config.task,
             batch_size=batch,
             truncate_dim=config.truncate_dim,
@@ -165,20 +165,13 @@ def run(args, tmp):
             min_pixels=config.min_pixels,
         ).single
 
+    def direct():
+        return encode(filepaths)
+
     def direct_fiftyone_batches():
         # the batches FiftyOne forms: dataset order, so not length-sorted
         return np.concatenate(
-            [
-                encoder.encode_images(
-                    filepaths[i : i + batch],
-                    task=config.task,
-                    batch_size=batch,
-                    truncate_dim=config.truncate_dim,
-                    max_pixels=config.max_pixels,
-                    min_pixels=config.min_pixels,
-                ).single
-                for i in range(0, n, batch)
-            ]
+            [encode(filepaths[i : i + batch]) for i in range(0, n, batch)]
         )
 
     def through_fiftyone(num_workers, field="bench_emb", batch_size=batch):
