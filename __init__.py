@@ -30,7 +30,7 @@ def download_model(model_name, model_path):
         model_name: the zoo model name
         model_path: the folder to download into
     """
-    from .snapshot import ensure_snapshot
+    from .core.snapshot import ensure_snapshot
     from .zoo import validate_pending_options
 
     validate_pending_options(model_path)

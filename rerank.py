@@ -14,8 +14,8 @@ import numpy as np
 
 import fiftyone.core.utils as fou
 
-from . import image_inputs
-from . import late_interaction as li
+from .core import image_inputs
+from .core import late_interaction as li
 
 logger = logging.getLogger(__name__)
 

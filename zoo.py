@@ -20,10 +20,10 @@ import fiftyone.core.labels as fol
 import fiftyone.core.models as fom
 import fiftyone.utils.torch as fout
 
-from . import encoder as jenc
-from . import encoder_cache
-from . import image_inputs
-from . import late_interaction as li
+from .core import encoder as jenc
+from .core import encoder_cache
+from .core import image_inputs
+from .core import late_interaction as li
 
 logger = logging.getLogger(__name__)
 

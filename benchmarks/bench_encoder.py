@@ -56,14 +56,14 @@ import_repo_as_package()
 sys.path.insert(0, os.path.join(REPO_ROOT, "examples"))
 
 import documents  # noqa: E402
-from jina_v4_src.encoder import (  # noqa: E402
+from jina_v4_src.core.encoder import (  # noqa: E402
     DEFAULT_MAX_PIXELS,
     DEFAULT_MIN_PIXELS,
     JinaV4Encoder,
     resolve_device,
 )
-from jina_v4_src.snapshot import INDEX_FILE, missing_files  # noqa: E402
-from jina_v4_src.tiny_checkpoint import write_checkpoint  # noqa: E402
+from jina_v4_src.core.snapshot import INDEX_FILE, missing_files  # noqa: E402
+from jina_v4_src.core.tiny_checkpoint import write_checkpoint  # noqa: E402
 
 _WORDS = (
     "invoice receipt contract form slide total amount due payment terms "

@@ -80,7 +80,7 @@ def tiny_snapshot(tmp):
     # tiny_checkpoint has no relative imports; load just that file
     spec = importlib.util.spec_from_file_location(
         "_bench_tiny_checkpoint",
-        os.path.join(REPO_ROOT, "tiny_checkpoint.py"),
+        os.path.join(REPO_ROOT, "core", "tiny_checkpoint.py"),
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -406,7 +406,7 @@ def child_build(out_dir):
     import logging
 
     logging.basicConfig(level=logging.INFO)
-    sys.path.insert(0, support.REPO_ROOT)
+    sys.path.insert(0, os.path.join(support.REPO_ROOT, "core"))
     from tiny_checkpoint import write_checkpoint
 
     write_checkpoint(out_dir, full_size=True)
@@ -502,7 +502,7 @@ def child_scenario(args):
     _progress(dtype, "first use %.2f s" % first_use_s)
 
     # A second, differently configured model alongside, then used once
-    cache = sys.modules[support.ZOO_PACKAGE + ".encoder_cache"]
+    cache = sys.modules[support.ZOO_PACKAGE + ".core.encoder_cache"]
     options = _second_options(snapshot)
     warm_s, other = _timed(
         lambda: foz.load_zoo_model(MODEL_NAME, dtype=dtype, **options)
@@ -531,7 +531,7 @@ def child_scenario(args):
 
     # Text-query latency (model already warm)
     encoder = model.encoder
-    enc_module = sys.modules[support.ZOO_PACKAGE + ".encoder"]
+    enc_module = sys.modules[support.ZOO_PACKAGE + ".core.encoder"]
     prefix = enc_module.text_prefix(
         model.config.task, model.config.query_prompt_name
     )

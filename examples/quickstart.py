@@ -357,7 +357,7 @@ def install_source(zoo_dir, tiny):
 
         tiny_checkpoint = _load_file_module(
             "jina_v4_quickstart_tiny_checkpoint",
-            os.path.join(REPO_ROOT, "tiny_checkpoint.py"),
+            os.path.join(REPO_ROOT, "core", "tiny_checkpoint.py"),
         )
         tiny_checkpoint.write_checkpoint(weights, seed=0)
         what += ", tiny random checkpoint written"

@@ -82,7 +82,7 @@ def tiny_snapshot():
 @pytest.fixture(scope="session")
 def encoder(src):
     """A float32 CPU encoder on the tiny fixture checkpoint."""
-    from jina_v4_src.encoder import JinaV4Encoder
+    from jina_v4_src.core.encoder import JinaV4Encoder
 
     return JinaV4Encoder(TINY_SNAPSHOT, device="cpu", dtype="float32")
 

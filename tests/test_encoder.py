@@ -15,9 +15,9 @@ from PIL import Image
 
 from conftest import GOLDENS_DIR, TINY_SNAPSHOT
 
-from jina_v4_src import encoder as jenc
-from jina_v4_src import snapshot as jsnap
-from jina_v4_src import tiny_checkpoint
+from jina_v4_src.core import encoder as jenc
+from jina_v4_src.core import snapshot as jsnap
+from jina_v4_src.core import tiny_checkpoint
 
 TASKS = ("retrieval", "text-matching", "code")
 MAX_COSINE_DISTANCE = 1e-6

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from jina_v4_src import image_inputs as ii
+from jina_v4_src.core import image_inputs as ii
 
 
 def _px(img, xy=(0, 0)):

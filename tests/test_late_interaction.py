@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from jina_v4_src import late_interaction as li
+from jina_v4_src.core import late_interaction as li
 
 
 def _t(rows):

@@ -112,7 +112,7 @@ def test_huge_page_stays_within_pixel_budget(model, tmp_path):
         sys.path.insert(0, %r)
         import support
         support.import_repo_as_package()
-        from jina_v4_src.encoder import JinaV4Encoder
+        from jina_v4_src.core.encoder import JinaV4Encoder
         enc = JinaV4Encoder(support.TINY_SNAPSHOT, device="cpu",
                             dtype="float32")
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -14,15 +14,15 @@ import fiftyone as fo  # noqa: E402
 import fiftyone.brain as fob  # noqa: E402
 import fiftyone.zoo as foz  # noqa: E402
 
-from jina_v4_src.encoder import JinaV4Encoder  # noqa: E402
+from jina_v4_src.core.encoder import JinaV4Encoder  # noqa: E402
 
 
 @pytest.fixture
 def cache(zoo_source, monkeypatch):
-    module = sys.modules.get(ZOO_PACKAGE + ".encoder_cache")
+    module = sys.modules.get(ZOO_PACKAGE + ".core.encoder_cache")
     if module is None:
         foz.load_zoo_model(MODEL_NAME)
-        module = sys.modules[ZOO_PACKAGE + ".encoder_cache"]
+        module = sys.modules[ZOO_PACKAGE + ".core.encoder_cache"]
     gc.collect()
     monkeypatch.setenv(module.KEEP_WARM_ENV, "0")
     return module

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from conftest import MODEL_NAME, REPO_ROOT, TINY_SNAPSHOT, ZOO_PACKAGE
-from support import SOURCE_IGNORE
+from support import SOURCE_IGNORE, install_source
 
 sys.path.insert(0, os.path.join(REPO_ROOT, "examples"))
 import documents  # noqa: E402
@@ -31,7 +31,7 @@ import fiftyone as fo  # noqa: E402
 import fiftyone.brain as fob  # noqa: E402
 import fiftyone.zoo as foz  # noqa: E402
 
-from jina_v4_src import late_interaction as li  # noqa: E402
+from jina_v4_src.core import late_interaction as li  # noqa: E402
 
 N_DOCS = 24
 QUERY = "invoice from 2024"
@@ -57,10 +57,6 @@ def dataset(pages):
 @pytest.fixture(scope="module")
 def model(zoo_source):
     return foz.load_zoo_model(MODEL_NAME, task="retrieval")
-
-
-def _zoo_module(name):
-    return sys.modules["%s.%s" % (ZOO_PACKAGE, name)]
 
 
 def _stored(dataset, field):
@@ -118,7 +114,7 @@ def test_invalid_options_fail_before_loading(zoo_source, kwargs, match):
 
 
 def _loads_now():
-    module = sys.modules.get(ZOO_PACKAGE + ".encoder_cache")
+    module = sys.modules.get(ZOO_PACKAGE + ".core.encoder_cache")
     return module.load_count() if module else 0
 
 
@@ -174,11 +170,13 @@ def test_registered_from_url_like_users_do(tmp_path):
     archive = tmp_path / "serve" / "jina-embeddings-v4-fiftyone.zip"
     archive.parent.mkdir()
     with zipfile.ZipFile(archive, "w") as zf:
-        for name in sorted(os.listdir(REPO_ROOT)):
-            path = os.path.join(REPO_ROOT, name)
-            if name.endswith(".py") or name in ("manifest.json", "LICENSE"):
-                if os.path.isfile(path):
-                    zf.write(path, "jina-embeddings-v4-fiftyone/" + name)
+        # what a GitHub archive of the repo holds of the source
+        staged = install_source(str(tmp_path / "staged"), snapshot=None)
+        for root, _, files in os.walk(staged):
+            for name in sorted(files):
+                path = os.path.join(root, name)
+                rel = os.path.relpath(path, staged)
+                zf.write(path, "jina-embeddings-v4-fiftyone/" + rel)
 
     handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(  # noqa
         *a, directory=str(archive.parent), **k
