@@ -120,7 +120,9 @@ class JinaEmbeddingsV4Config(fout.TorchImageModelConfig):
             class prompts): ``"query"`` or ``"passage"``
         passage_prompt_name ("passage"): prefix for texts embedded as
             documents with :meth:`JinaEmbeddingsV4.embed_documents`
-        classes (None): class names for zero-shot classification
+        classes (None): class names for zero-shot classification; None
+            means the 16 RVL-CDIP document types (:data:`DOCUMENT_CLASSES`),
+            embedded as ``"a scan of an invoice"`` and so on
         text_prompt (""): text put before each class name, joined with a
             space, e.g. ``"a scan of a"``
         max_pixels (602112): per-image resize budget; an image becomes at
@@ -268,13 +270,65 @@ def validate_text_prompt(text_prompt):
     return text_prompt
 
 
-def class_prompts(classes, text_prompt):
-    """The texts embedded for each class: ``text_prompt`` + space + class."""
-    prefix = text_prompt.strip()
-    if not prefix:
-        return list(classes)
+# The 16 document types of RVL-CDIP (Harley et al., 2015), used whenever
+# the user has not set classes, as CLIP-style zoo models ship ImageNet's.
+DOCUMENT_CLASSES = (
+    "letter",
+    "form",
+    "email",
+    "handwritten",
+    "advertisement",
+    "scientific report",
+    "scientific publication",
+    "specification",
+    "file folder",
+    "news article",
+    "budget",
+    "invoice",
+    "presentation",
+    "questionnaire",
+    "resume",
+    "memo",
+)
 
-    return ["%s %s" % (prefix, c) for c in classes]
+# What each default class is embedded as: a noun phrase for a scanned page,
+# so that adjectives ("handwritten") and bare nouns read as documents
+DOCUMENT_PROMPT_TEMPLATE = "a scan of %s"
+_DOCUMENT_PHRASES = {
+    "letter": "a letter",
+    "form": "a form",
+    "email": "an email",
+    "handwritten": "a handwritten document",
+    "advertisement": "an advertisement",
+    "scientific report": "a scientific report",
+    "scientific publication": "a scientific publication",
+    "specification": "a specification",
+    "file folder": "a file folder",
+    "news article": "a news article",
+    "budget": "a budget",
+    "invoice": "an invoice",
+    "presentation": "a presentation slide",
+    "questionnaire": "a questionnaire",
+    "resume": "a resume",
+    "memo": "a memo",
+}
+
+
+def class_prompts(classes, text_prompt, default_classes=False):
+    """The texts embedded for each class.
+
+    ``text_prompt`` + space + class when a text prompt is set; else the
+    class itself, or, for the default document classes, a descriptive
+    phrase (``"handwritten"`` -> ``"a scan of a handwritten document"``).
+    """
+    prefix = text_prompt.strip()
+    if prefix:
+        return ["%s %s" % (prefix, c) for c in classes]
+
+    if default_classes:
+        return [DOCUMENT_PROMPT_TEMPLATE % _DOCUMENT_PHRASES[c] for c in classes]
+
+    return list(classes)
 
 
 def _check_choice(name, value, choices):
@@ -315,13 +369,6 @@ class JinaImageGetItem(fout.GetItem):
                 raise
 
             return UnreadableImage(path, str(e))
-
-
-_NO_CLASSES_MESSAGE = (
-    "No classes set for zero-shot classification. Pass classes=[...] to "
-    "foz.load_zoo_model(), or set model.classes = ['invoice', 'receipt', "
-    "...] before apply_model()"
-)
 
 
 def fiftyone_frame(function_name, module="fiftyone.core.models", max_depth=24):
@@ -425,13 +472,22 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
 
     @property
     def classes(self):
-        """The zero-shot class names; setting them drops cached vectors."""
-        return self._classes
+        """The zero-shot class names: the user's, else the 16 RVL-CDIP
+        document types (:data:`DOCUMENT_CLASSES`). Setting them drops the
+        cached class vectors; setting None returns to the defaults."""
+        if self._classes is None:
+            return list(DOCUMENT_CLASSES)
+
+        return list(self._classes)
 
     @classes.setter
     def classes(self, value):
         self._classes = validate_classes(value)
         self._class_vectors = None
+
+    @property
+    def num_classes(self):
+        return len(self.classes)
 
     @property
     def text_prompt(self):
@@ -442,14 +498,6 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
     def text_prompt(self, value):
         self._text_prompt = validate_text_prompt(value)
         self._class_vectors = None
-
-    def __enter__(self):
-        if not self._classes and fiftyone_frame("apply_model"):
-            # FiftyOne would log this per batch when skipping failures;
-            # entering the model happens once, before any batch
-            raise ValueError(_NO_CLASSES_MESSAGE)
-
-        return super().__enter__()
 
     def _load_model(self, config):
         return encoder_cache.acquire(
@@ -585,9 +633,6 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
     # -- zero-shot classification --------------------------------------
 
     def _predict_all(self, imgs):
-        if not self._classes:
-            raise ValueError(_NO_CLASSES_MESSAGE)
-
         images, failed = _split_unreadable(_as_list(imgs))
         if not images:
             return _merge_failed([], failed, len(failed))
@@ -611,7 +656,11 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
     def _get_class_vectors(self):
         if self._class_vectors is None:
             self._class_vectors = self._model.encode_texts(
-                class_prompts(self._classes, self._text_prompt),
+                class_prompts(
+                    self.classes,
+                    self._text_prompt,
+                    default_classes=self._classes is None,
+                ),
                 task=self.config.task,
                 prompt_name=self.config.query_prompt_name,
                 batch_size=PROMPT_BATCH_SIZE,
@@ -628,10 +677,11 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
         # apply_model() hands these to models whose config has them
         thresh = self.config.confidence_thresh
         keep = self.config.filter_classes
+        classes = self.classes
         labels = []
         for row, idx in enumerate(best.tolist()):
             label = fol.Classification(
-                label=self._classes[idx],
+                label=classes[idx],
                 confidence=float(probs[row, idx]),
             )
             if self.store_logits:

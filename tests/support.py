@@ -103,6 +103,33 @@ def install_source(
     return dest
 
 
+def expected_zero_shot_labels(model, filepaths, classes, prompts):
+    """Zero-shot labels computed independently of the zoo model: the
+    encoder's multi vectors of the class prompts and of each page, and mean
+    MaxSim one pair at a time."""
+    import numpy as np
+
+    enc = model.encoder
+    class_multi = enc.encode_texts(
+        prompts,
+        task=model.config.task,
+        prompt_name="query",
+        return_single=False,
+        return_multi=True,
+    ).multi
+    pages = enc.encode_images(
+        filepaths,
+        task=model.config.task,
+        return_single=False,
+        return_multi=True,
+    ).multi
+    labels = []
+    for page in pages:
+        scores = [float((q @ page.T).max(axis=1).mean()) for q in class_multi]
+        labels.append(classes[int(np.argmax(scores))])
+    return labels
+
+
 def start_private_mongod(db_dir, timeout=60):
     """Starts FiftyOne's bundled ``mongod`` on ``db_dir`` and a free local
     port; returns its URI, for FIFTYONE_DATABASE_URI.

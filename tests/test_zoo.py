@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from conftest import MODEL_NAME, REPO_ROOT, TINY_SNAPSHOT, ZOO_PACKAGE
-from support import SOURCE_IGNORE, install_source
+from support import SOURCE_IGNORE, expected_zero_shot_labels, install_source
 
 sys.path.insert(0, os.path.join(REPO_ROOT, "examples"))
 import documents  # noqa: E402
@@ -379,27 +379,8 @@ def test_brain_methods_on_the_field(dataset):
 
 
 def _expected_labels(model, filepaths, classes, text_prompt):
-    enc = model.encoder
     prompts = [("%s %s" % (text_prompt.strip(), c)).strip() for c in classes]
-    class_multi = enc.encode_texts(
-        prompts,
-        task=model.config.task,
-        prompt_name="query",
-        return_single=False,
-        return_multi=True,
-    ).multi
-    pages = enc.encode_images(
-        filepaths,
-        task=model.config.task,
-        return_single=False,
-        return_multi=True,
-    ).multi
-    labels = []
-    for page in pages:
-        # brute force, one pair at a time
-        scores = [float((q @ page.T).max(axis=1).mean()) for q in class_multi]
-        labels.append(classes[int(np.argmax(scores))])
-    return labels
+    return expected_zero_shot_labels(model, filepaths, classes, prompts)
 
 
 def test_zero_shot_matches_independent_maxsim(dataset, zoo_source):
@@ -456,17 +437,16 @@ def test_zero_shot_matches_independent_maxsim(dataset, zoo_source):
     )
 
 
-def test_single_class_and_missing_classes(dataset, model):
+def test_single_class_and_back_to_defaults(dataset, model):
     view = dataset.limit(3)
     model.classes = ["document"]
     view.apply_model(model, label_field="zs_one", skip_failures=False)
     assert view.values("zs_one.confidence") == [1.0, 1.0, 1.0]
 
     model.classes = None
-    for skip in (False, True):
-        with pytest.raises(ValueError, match="model.classes = "):
-            view.apply_model(model, label_field="zs_none", skip_failures=skip)
-    assert not dataset.has_field("zs_none")
+    assert len(model.classes) == 16 and model.classes[0] == "letter"
+    view.apply_model(model, label_field="zs_default", skip_failures=False)
+    assert set(view.values("zs_default.label")) <= set(model.classes)
 
 
 # -- the App -------------------------------------------------------------
