@@ -11,7 +11,6 @@ embeddings, and zero-shot classification by exact late interaction.
 import json
 import logging
 import os
-import sys
 
 import numpy as np
 import torch
@@ -20,6 +19,7 @@ import fiftyone.core.labels as fol
 import fiftyone.core.models as fom
 import fiftyone.utils.torch as fout
 
+from . import fiftyone_context
 from .core import encoder as jenc
 from .core import encoder_cache
 from .core import image_inputs
@@ -95,9 +95,9 @@ def validate_pending_options(snapshot_dir):
     end in "unknown option". FiftyOne does not pass the options to the
     download hook, so they are read off its ``load_zoo_model`` frame.
     """
-    frame = fiftyone_frame("load_zoo_model", "fiftyone.zoo.models")
-    if frame is not None:
-        validate_options(snapshot_dir, frame.f_locals.get("kwargs") or {})
+    kwargs = fiftyone_context.pending_load_options()
+    if kwargs is not None:
+        validate_options(snapshot_dir, kwargs)
 
 
 class JinaEmbeddingsV4Config(fout.TorchImageModelConfig):
@@ -365,60 +365,10 @@ class JinaImageGetItem(fout.GetItem):
         try:
             return image_inputs.load_image(path)
         except ValueError as e:
-            if not _loader_skips_failures():
+            if not fiftyone_context.loader_skips_failures():
                 raise
 
             return UnreadableImage(path, str(e))
-
-
-def fiftyone_frame(function_name, module="fiftyone.core.models", max_depth=24):
-    """The frame of a FiftyOne function of this name on the call stack, or
-    None (FiftyOne gives models no other way to know which operation is
-    calling them)."""
-    return _find_frame(
-        lambda f: f.f_code.co_name == function_name
-        and f.f_globals.get("__name__") == module,
-        max_depth,
-    )
-
-
-def _find_frame(matches, max_depth):
-    # starts at the caller of our caller: our own frames never match
-    frame = sys._getframe(2)
-    for _ in range(max_depth):
-        if frame is None:
-            return None
-        if matches(frame):
-            return frame
-        frame = frame.f_back
-
-    return None
-
-
-def _embeddings_returned_not_stored():
-    frame = fiftyone_frame("_compute_image_embeddings_data_loader")
-    return frame is not None and frame.f_locals.get("embeddings_field") is None
-
-
-def _loader_skips_failures():
-    """Whether the FiftyOne data loader calling us skips failures.
-
-    FiftyOne drops a whole batch when one item raises; returning a
-    placeholder instead keeps the other samples of the batch, but only
-    when the caller asked to skip failures. FiftyOne does not hand that
-    flag to the GetItem, so read it off the dataset that is calling.
-    """
-    info = torch.utils.data.get_worker_info()
-    if info is not None:
-        return bool(getattr(info.dataset, "skip_failures", False))
-
-    frame = _find_frame(
-        lambda f: isinstance(
-            f.f_locals.get("self"), fout.FiftyOneTorchDataset
-        ),
-        8,
-    )
-    return frame is not None and bool(frame.f_locals["self"].skip_failures)
 
 
 class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
@@ -460,7 +410,7 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
     def ragged_batches(self):
         # FiftyOne stacks the patches of a sample into one tensor unless
         # batches are ragged; ours are PIL crops, embedded as a list
-        if fiftyone_frame("compute_patch_embeddings"):
+        if fiftyone_context.computing_patch_embeddings():
             return True
 
         return super().ragged_batches
@@ -524,7 +474,7 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
             images that could not be read (when FiftyOne skips failures)
         """
         images, failed = _split_unreadable(imgs)
-        if failed and _embeddings_returned_not_stored():
+        if failed and fiftyone_context.embeddings_returned_not_stored():
             # FiftyOne stacks returned embeddings into one array, which a
             # None cannot join: fail this batch, as FiftyOne expects
             raise ValueError(
