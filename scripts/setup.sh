@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
 STAMP="$VENV/.setup-stamp"
-want="$(cat requirements.txt requirements-test.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)"
+want="$(cat requirements*.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)"
 
 if [ ! -x "$VENV/bin/python" ]; then
     echo "setup: creating $VENV"
