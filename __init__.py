@@ -51,6 +51,8 @@ def load_model(model_name, model_path, **kwargs):
         a :class:`zoo.JinaEmbeddingsV4`
     """
     _make_importable_for_workers()
+    _make_importable_in_new_processes()
+    _register_similarity_backend()
     from .zoo import load_model as _load
 
     return _load(model_path, **kwargs)
@@ -151,6 +153,34 @@ def parse_parameters(model_name, ctx, params):
     for name in ("classes", "text_prompt", "truncate_dim"):
         if params.get(name) in ("", None):
             params.pop(name, None)
+
+
+SIMILARITY_BACKEND = "jina_multivector"
+
+
+def _register_similarity_backend():
+    # backend="jina_multivector" in fob.compute_similarity() from here on;
+    # parameters the user configured for it in fiftyone-brain are kept
+    import fiftyone.brain as fob
+
+    entry = fob.brain_config.similarity_backends.setdefault(
+        SIMILARITY_BACKEND, {}
+    )
+    entry["config_cls"] = (
+        __name__ + ".index.backend.JinaMultivectorSimilarityConfig"
+    )
+
+
+def _make_importable_in_new_processes():
+    # brain runs of the jina_multivector backend name their config class
+    # by dotted path; see site_hook.py for what this writes and how to
+    # undo it
+    if "." in __name__:
+        return
+
+    from .site_hook import install
+
+    install(__name__, os.path.dirname(os.path.abspath(__file__)))
 
 
 def _make_importable_for_workers():

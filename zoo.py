@@ -11,6 +11,7 @@ embeddings, and zero-shot classification by exact late interaction.
 import json
 import logging
 import os
+import weakref
 
 import numpy as np
 import torch
@@ -348,20 +349,54 @@ class UnreadableImage(object):
         self.error = error
 
 
+class IndexedPage(object):
+    """A page that FiftyOne's data loader hands the model while a
+    ``jina_multivector`` index is being built: its sample id, and its
+    image, or None when the index holds the page already (a resumed build
+    then reads the page's stored single vector instead of embedding it)."""
+
+    def __init__(self, sample_id, image=None):
+        self.sample_id = sample_id
+        self.image = image
+
+
 class JinaImageGetItem(fout.GetItem):
     """Loads a sample's image for FiftyOne's data loader workers.
 
     Uses :func:`image_inputs.load_image` rather than PIL's plain RGB
     conversion, so 16-bit scans, palette images with transparency, CMYK and
     EXIF rotation come out right.
+
+    Args:
+        field_mapping (None): FiftyOne's field mapping
+        indexed_ids (None): when a multi-vector index is being built, the
+            ids it holds already; items are then :class:`IndexedPage`
     """
+
+    def __init__(self, field_mapping=None, indexed_ids=None):
+        # read by required_keys, which GetItem's constructor calls
+        self.indexed_ids = indexed_ids
+        super().__init__(field_mapping=field_mapping)
 
     @property
     def required_keys(self):
+        if self.indexed_ids is not None:
+            return ["filepath", "id"]
+
         return ["filepath"]
 
     def __call__(self, d):
-        path = d["filepath"]
+        if self.indexed_ids is not None and d["id"] in self.indexed_ids:
+            return IndexedPage(d["id"])
+
+        image = self._load(d["filepath"])
+        if self.indexed_ids is None:
+            return image
+
+        return IndexedPage(d["id"], image)
+
+    @staticmethod
+    def _load(path):
         try:
             return image_inputs.load_image(path)
         except ValueError as e:
@@ -459,7 +494,21 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
         )
 
     def build_get_item(self, field_mapping=None):
-        return JinaImageGetItem(field_mapping=field_mapping)
+        sink = self._index_sink()
+        indexed = None if sink is None else set(sink.indexed_ids())
+        return JinaImageGetItem(
+            field_mapping=field_mapping, indexed_ids=indexed
+        )
+
+    def attach_index(self, index):
+        """While a ``jina_multivector`` index is being built, the pages this
+        model embeds through FiftyOne's data loader also go into the index:
+        single and multi vectors from one forward pass. None detaches."""
+        self._index_ref = None if index is None else weakref.ref(index)
+
+    def _index_sink(self):
+        ref = getattr(self, "_index_ref", None)
+        return None if ref is None else ref()
 
     # -- embeddings ----------------------------------------------------
 
@@ -473,7 +522,11 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
             a float32 array ``[n, dim]``, or a list with None in place of
             images that could not be read (when FiftyOne skips failures)
         """
-        images, failed = _split_unreadable(imgs)
+        items = _as_list(imgs)
+        if items and isinstance(items[0], IndexedPage):
+            return self._embed_for_index(items)
+
+        images, failed = _split_unreadable(items)
         if failed and fiftyone_context.embeddings_returned_not_stored():
             # FiftyOne stacks returned embeddings into one array, which a
             # None cannot join: fail this batch, as FiftyOne expects
@@ -503,6 +556,48 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
             a float32 array ``[n, dim]``
         """
         return self._embed_texts(texts, self.config.passage_prompt_name)
+
+    def embed_images_with_multivectors(self, imgs):
+        """Single and multi vectors of images, from one forward pass.
+
+        Returns:
+            ``(singles, multis, grids)``: float32 ``[n, dim]`` (as
+            :meth:`embed_all`), float32 ``[n_tokens_i, 128]`` arrays, and
+            per image ``(rows, cols, offset)``: its ``rows * cols`` image
+            tokens start at ``multis[i][offset]``, row-major
+        """
+        images = [_as_image(img) for img in _as_list(imgs)]
+        out = self._model.encode_images(
+            images,
+            task=self.config.task,
+            batch_size=max(1, len(images)),
+            return_single=self.config.vector_mode == "single",
+            return_multi=True,
+            truncate_dim=self.config.truncate_dim,
+            max_pixels=self.config.max_pixels,
+            min_pixels=self.config.min_pixels,
+        )
+        offset = self._model.image_token_offset
+        grids = [(rows, cols, offset) for rows, cols in out.grids or []]
+        return self._final_vectors(out), out.multi, grids
+
+    def embed_prompts_with_multivectors(self, prompts):
+        """Single and multi vectors of text queries, from one forward pass.
+
+        Returns:
+            ``(singles, multis)``: float32 ``[n, dim]`` (as
+            :meth:`embed_prompts`) and float32 ``[n_tokens_i, 128]`` arrays
+        """
+        out = self._model.encode_texts(
+            prompts,
+            task=self.config.task,
+            prompt_name=self.config.query_prompt_name,
+            batch_size=PROMPT_BATCH_SIZE,
+            return_single=self.config.vector_mode == "single",
+            return_multi=True,
+            truncate_dim=self.config.truncate_dim,
+        )
+        return self._final_vectors(out), out.multi
 
     def embed_multivectors(self, imgs):
         """The per-token multi vectors of images, for re-ranking.
@@ -545,6 +640,41 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
         from .rerank import rerank
 
         return rerank(samples, query, self, **kwargs)
+
+    def _embed_for_index(self, pages):
+        sink = self._index_sink()
+        if sink is None:
+            raise RuntimeError(
+                "Pages for a multi-vector index arrived after the index "
+                "was detached from the model"
+            )
+
+        stored = sink.stored_singles(
+            [p.sample_id for p in pages if p.image is None]
+        )
+        new = [p for p in pages if p.image is not None]
+        images, failed = _split_unreadable([p.image for p in new])
+        readable = [p for i, p in enumerate(new) if i not in failed]
+        if readable:
+            singles, multis, grids = self.embed_images_with_multivectors(
+                images
+            )
+            ids = [p.sample_id for p in readable]
+            sink.write(ids, singles, multis, grids)
+            stored.update(zip(ids, singles))
+
+        vectors = [stored.get(p.sample_id) for p in pages]
+        if any(v is None for v in vectors):
+            if fiftyone_context.embeddings_returned_not_stored():
+                # the readable pages are in the index already; FiftyOne
+                # drops this batch's return value, as for any model
+                raise ValueError(
+                    "Unreadable images: %s"
+                    % "; ".join(f.error for f in failed.values())
+                )
+            return vectors
+
+        return np.stack(vectors)
 
     def _embed_images(self, images):
         multi = self.config.vector_mode == "multi"

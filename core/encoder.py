@@ -70,10 +70,15 @@ class Embeddings:
             or None when not requested
         multi: list of float32 arrays ``[n_tokens_i, 128]``, one per item,
             each token L2-normalised, or None when not requested
+        grids: for images, the ``(rows, cols)`` of each image's grid of
+            merged 28x28 patches: its multi vectors hold the
+            ``rows * cols`` image tokens in row-major order, starting at
+            :attr:`JinaV4Encoder.image_token_offset`; None for texts
     """
 
     single: np.ndarray = None
     multi: list = None
+    grids: list = None
 
 
 def check_transformers_version(version):
@@ -647,7 +652,7 @@ class JinaV4Encoder:
         if not images:
             return self._empty(return_single, return_multi, truncate_dim)
 
-        results = {}
+        results, grids = {}, {}
         chunk = batch_size * _CHUNK_BATCHES
         for start in range(0, len(images), chunk):
             indices = range(start, min(start + chunk, len(images)))
@@ -678,8 +683,39 @@ class JinaV4Encoder:
                     pool_mask=pool_mask,
                 )
                 _scatter(results, batch, out)
+                merge = self.image_processor.merge_size
+                for index, (_, h, w) in zip(
+                    batch, inputs["image_grid_thw"].tolist()
+                ):
+                    grids[index] = (h // merge, w // merge)
 
-        return self._collect(results, len(images), return_single, return_multi)
+        out = self._collect(results, len(images), return_single, return_multi)
+        out.grids = [grids[i] for i in range(len(images))]
+        return out
+
+    @property
+    def image_token_offset(self):
+        """Position of an image's first image token in its multi vectors
+        (the chat-template tokens before it)."""
+        return len(self._template_ids(IMAGE_PROMPT_HEAD))
+
+    def image_grid(
+        self,
+        size,
+        max_pixels=DEFAULT_MAX_PIXELS,
+        min_pixels=DEFAULT_MIN_PIXELS,
+    ):
+        """The ``(rows, cols)`` of merged 28x28 patches an image of
+        ``size = (width, height)`` becomes (the processor resizes the whole
+        image to multiples of 28, without cropping or padding)."""
+        width, height = size
+        factor = (
+            self.image_processor.patch_size * self.image_processor.merge_size
+        )
+        h, w = smart_resize(
+            height, width, factor, min_pixels=min_pixels, max_pixels=max_pixels
+        )
+        return h // factor, w // factor
 
     def count_image_tokens(
         self,
@@ -688,14 +724,8 @@ class JinaV4Encoder:
         min_pixels=DEFAULT_MIN_PIXELS,
     ):
         """Image tokens an image of ``size = (width, height)`` turns into."""
-        width, height = size
-        factor = (
-            self.image_processor.patch_size * self.image_processor.merge_size
-        )
-        h, w = smart_resize(
-            height, width, factor, min_pixels=min_pixels, max_pixels=max_pixels
-        )
-        return (h // factor) * (w // factor)
+        rows, cols = self.image_grid(size, max_pixels, min_pixels)
+        return rows * cols
 
     # -- internals -------------------------------------------------------
 

@@ -210,6 +210,10 @@ def _pool(tensor: torch.Tensor, strategy: str) -> torch.Tensor:
 
 
 def _as_multivector(value: ArrayLike, label: str) -> torch.Tensor:
+    if getattr(value, "flags", None) is not None and not value.flags.writeable:
+        # read-only arrays (e.g. views of Arrow buffers) are only read
+        # here, but torch warns about them; a copy is cheap next to MaxSim
+        value = value.copy()
     tensor = torch.as_tensor(value)
     if tensor.ndim != 2:
         raise ValueError(

@@ -63,6 +63,38 @@ os.environ["FIFTYONE_DATABASE_URI"] = start_private_mongod(
 import_repo_as_package()
 
 
+def _keep_site_hook_files():
+    """The zoo source writes an import hook into this environment's
+    site-packages on first load (site_hook.py); put back what was there
+    before the tests, so a user's own hook survives the test run."""
+    from jina_v4_src import site_hook
+
+    folder = site_hook._writable_site_dir()
+    if folder is None:
+        return
+    paths = [
+        os.path.join(folder, n) for n in site_hook.file_names(ZOO_PACKAGE)
+    ]
+    saved = {}
+    for path in paths:
+        if os.path.isfile(path):
+            with open(path) as f:
+                saved[path] = f.read()
+
+    def restore():
+        for path in paths:
+            if path in saved:
+                with open(path, "w") as f:
+                    f.write(saved[path])
+            elif os.path.isfile(path):
+                os.remove(path)
+
+    atexit.register(restore)
+
+
+_keep_site_hook_files()
+
+
 @pytest.fixture(scope="session")
 def tmp_root():
     return _TMP
