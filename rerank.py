@@ -1,62 +1,286 @@
-"""Multi-vector storage and late-interaction re-ranking of FiftyOne searches.
+"""``model.compute_multivectors`` and ``model.rerank``, over the
+multi-vector index.
 
-FiftyOne's similarity indexes hold one fixed-size vector per sample, but
-Jina v4's multi vectors are its strongest mode on visual documents (ViDoRe
-nDCG@5 90.17 vs 84.11 for single vectors). So: store each sample's multi
-vectors compactly (float16 ``[n_tokens, 128]`` arrays in a field), take the
-single-vector index's top ``k * oversample`` as candidates, and re-rank
-them by exact MaxSim.
+Multi vectors used to live in a sample field (a float16 ``[n_tokens, 128]``
+array per sample), which slows every App grid page and ``iter_samples``.
+Now :func:`compute_multivectors` builds (or extends) a ``jina_multivector``
+index and :func:`rerank` ranks by exact MaxSim with the vectors held there.
+A field of multi vectors written by earlier versions (or with
+``multivectors_field=``) is still read.
 """
 
 import logging
 
 import numpy as np
 
-import fiftyone.core.utils as fou
+import fiftyone.brain as fob
 
 from .core import image_inputs
 from .core import late_interaction as li
+from .index.store import Query
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_FIELD = "jina_multivectors"
+MODEL_NAME = "jinaai/jina-embeddings-v4"
+DEFAULT_KEY = "jina_multivectors"
 DEFAULT_SCORE_FIELD = "maxsim_score"
+BACKEND = "jina_multivector"
 
 
 def compute_multivectors(
     samples,
     model,
-    multivectors_field=DEFAULT_FIELD,
+    brain_key=DEFAULT_KEY,
     batch_size=8,
     skip_failures=True,
     progress=None,
+    multivectors_field=None,
+    **index_kwargs,
 ):
-    """Stores each sample's image multi vectors as a float16 array.
-
-    The model's task is recorded in the field's ``info``, so that
-    :func:`rerank` can check that queries use the same task.
+    """Indexes the samples' multi vectors (and single vectors, from the
+    same forward pass) in a ``jina_multivector`` index.
 
     Args:
         samples: a FiftyOne dataset or view
         model: a loaded ``jinaai/jina-embeddings-v4`` zoo model
-        multivectors_field ("jina_multivectors"): the field to write
+        brain_key ("jina_multivectors"): the index; created when missing,
+            else the samples it lacks are added
         batch_size (8): images per forward pass
-        skip_failures (True): whether to skip unreadable images (their
-            field is left unset) rather than raise
+        skip_failures (True): skip unreadable images (with a warning)
+            rather than raise
         progress (None): FiftyOne's progress bar setting
+        multivectors_field (None): instead of an index, write float16
+            arrays into this sample field (the old behaviour: it slows the
+            App's grid; prefer the index)
+        **index_kwargs: options of the index when it is created
+            (``store``, ``uri``, ``url``, ``path``, ``oversample``, ...)
 
     Returns:
-        the number of samples written
+        the number of samples of ``samples`` that the index (or field)
+        holds
     """
+    if multivectors_field is not None:
+        return _write_field(
+            samples, model, multivectors_field, batch_size, skip_failures,
+            progress,
+        )
+
+    dataset = samples._root_dataset
+    if brain_key in dataset.list_brain_runs():
+        index = dataset.load_brain_results(brain_key)
+        _check_index(index, brain_key, model)
+        embeddings, ids, _ = index.compute_embeddings(
+            samples,
+            model=model,
+            batch_size=batch_size,
+            skip_failures=skip_failures,
+            progress=progress,
+        )
+        index.add_to_index(embeddings, ids)
+        index.save()
+    else:
+        index = fob.compute_similarity(
+            samples,
+            model=MODEL_NAME,
+            model_kwargs=model.load_kwargs(),
+            backend=BACKEND,
+            brain_key=brain_key,
+            batch_size=batch_size,
+            skip_failures=skip_failures,
+            progress=progress,
+            **index_kwargs,
+        )
+
+    wanted = set(samples.values("id"))
+    return len(wanted & set(index.sample_ids))
+
+
+def rerank(
+    samples,
+    query,
+    model,
+    k=10,
+    brain_key=None,
+    oversample=4,
+    multivector_key=DEFAULT_KEY,
+    multivectors_field=None,
+    score_field=DEFAULT_SCORE_FIELD,
+):
+    """Ranks samples for a text query by exact MaxSim.
+
+    Candidates are the top ``k * oversample`` of the similarity index
+    ``brain_key`` when given (a single-vector index, or a
+    ``jina_multivector`` index itself), else every sample of ``samples``
+    with multi vectors (exhaustive).
+
+    Args:
+        samples: a FiftyOne dataset or view
+        query: the text query
+        model: a loaded ``jinaai/jina-embeddings-v4`` zoo model with the
+            task the multi vectors were computed with
+        k (10): how many samples to return
+        brain_key (None): a similarity index to take candidates from
+        oversample (4): candidates per returned sample
+        multivector_key ("jina_multivectors"): the ``jina_multivector``
+            index holding the multi vectors (see
+            :func:`compute_multivectors`)
+        multivectors_field (None): read multi vectors from this sample
+            field instead (as written by earlier versions); by default the
+            field ``jina_multivectors`` is used when the dataset has it
+            and no index ``multivector_key`` exists
+        score_field ("maxsim_score"): a float field in which to store each
+            candidate's MaxSim score (sum over query tokens); None to skip
+
+    Returns:
+        a view of the top ``k`` samples, best first
+    """
+    if not isinstance(query, str) or not query.strip():
+        raise ValueError("query must be a non-empty string, got %r" % query)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError("k must be a positive integer, got %r" % (k,))
+    if isinstance(oversample, bool) or not isinstance(oversample, int):
+        raise ValueError("oversample must be an integer, got %r" % oversample)
+    if oversample < 1:
+        raise ValueError("oversample must be >= 1, got %r" % (oversample,))
+
+    dataset = samples._root_dataset
+    source = _multivector_source(
+        dataset, model, multivector_key, multivectors_field
+    )
+
+    if brain_key is not None:
+        if _is_multivector_index(dataset, brain_key):
+            index = dataset.load_brain_results(brain_key)
+            _check_index(index, brain_key, model)
+            singles, multis = model.embed_prompts_with_multivectors([query])
+            with index.use_view(samples):
+                ids, scores = _index_search(
+                    index, Query(singles, multis, [query]), k, oversample
+                )
+            _store_scores(dataset, score_field, ids, scores)
+            return samples.select(ids, ordered=True)
+
+        candidates = samples.sort_by_similarity(
+            query, k=int(k * oversample), brain_key=brain_key
+        )
+    else:
+        candidates = samples
+
+    ids, multis = source(candidates)
+    if not ids:
+        raise ValueError(
+            "No candidate has multi vectors; run "
+            "model.compute_multivectors(dataset) first"
+        )
+
+    query_multi = model.embed_prompt_multivectors([query])
+    scores = li.maxsim_scores(query_multi, multis, normalize="sum")[0]
+    scores = scores.numpy()
+    order = np.argsort(-scores, kind="stable")
+    _store_scores(dataset, score_field, ids, scores)
+    return samples.select([ids[j] for j in order[:k]], ordered=True)
+
+
+def _index_search(index, query, k, oversample):
+    saved = index.config.oversample
+    index.config.oversample = oversample
+    try:
+        ids, _, scores = index._kneighbors(
+            query=query, k=k, return_dists=True
+        )
+    finally:
+        index.config.oversample = saved
+    return ids, scores
+
+
+def _multivector_source(dataset, model, key, field):
+    """A function from candidates to ``(ids, multis)``."""
+    if field is None and key not in dataset.list_brain_runs():
+        if dataset.has_field(DEFAULT_KEY):
+            field = DEFAULT_KEY
+
+    if field is not None:
+        _check_field(dataset, field, model)
+
+        def from_field(candidates):
+            ids, multis = candidates.values(["id", field])
+            pairs = [(i, m) for i, m in zip(ids, multis) if m is not None]
+            return [i for i, _ in pairs], [m for _, m in pairs]
+
+        return from_field
+
+    if not _is_multivector_index(dataset, key):
+        raise ValueError(
+            "No multi-vector index '%s'; run "
+            "model.compute_multivectors(dataset) first" % key
+        )
+
+    index = dataset.load_brain_results(key)
+    _check_index(index, key, model)
+
+    def from_index(candidates):
+        rows = index.get_multivectors(candidates.values("id"))
+        return rows.ids, rows.multis
+
+    return from_index
+
+
+def _is_multivector_index(dataset, key):
+    if key not in dataset.list_brain_runs():
+        return False
+
+    return dataset.get_brain_info(key).config.method == BACKEND
+
+
+def _check_index(index, key, model):
+    if index is None:
+        raise ValueError(
+            "The index '%s' has no results (an interrupted build?); re-run "
+            "compute_multivectors() to finish it" % key
+        )
+    index.config.check_model(model)
+
+
+def _check_field(dataset, field, model):
+    if not dataset.has_field(field):
+        raise ValueError(
+            "Field '%s' does not exist; run compute_multivectors() first"
+            % field
+        )
+
+    info = dataset.get_field(field).info or {}
+    task = info.get("task")
+    if task is not None and task != model.config.task:
+        raise ValueError(
+            "Multi vectors in '%s' were computed with task %r but the model "
+            "uses task %r; load the model with task=%r"
+            % (field, task, model.config.task, task)
+        )
+
+
+def _store_scores(dataset, field, ids, scores):
+    if field is None or not len(ids):
+        return
+
+    dataset.set_values(
+        field,
+        {i: float(s) for i, s in zip(ids, scores)},
+        key_field="id",
+    )
+
+
+def _write_field(samples, model, field, batch_size, skip_failures, progress):
+    import fiftyone.core.utils as fou
+
     written = 0
     ids, paths = samples.values(["id", "filepath"])
     dataset = samples._dataset
     with fou.ProgressBar(total=len(ids), progress=progress) as pb:
         for start in range(0, len(ids), batch_size):
-            batch_ids = ids[start : start + batch_size]
             images, kept = [], []
             for sample_id, path in zip(
-                batch_ids, paths[start : start + batch_size]
+                ids[start : start + batch_size],
+                paths[start : start + batch_size],
             ):
                 try:
                     images.append(image_inputs.load_image(path))
@@ -71,115 +295,16 @@ def compute_multivectors(
                 values = {
                     i: m.astype(np.float16) for i, m in zip(kept, multis)
                 }
-                dataset.set_values(multivectors_field, values, key_field="id")
+                dataset.set_values(field, values, key_field="id")
                 written += len(values)
 
-            pb.update(len(batch_ids))
+            pb.update(min(batch_size, len(ids) - start))
 
-    if not written:
-        logger.warning(
-            "No multi vectors were written to '%s': no readable images",
-            multivectors_field,
-        )
-        return 0
-
-    field = dataset.get_field(multivectors_field)
-    field.info = {
-        "model": "jinaai/jina-embeddings-v4",
-        "task": model.config.task,
-        "dtype": "float16",
-    }
-    field.save()
-    return written
-
-
-def rerank(
-    samples,
-    query,
-    model,
-    k=10,
-    brain_key=None,
-    oversample=4,
-    multivectors_field=DEFAULT_FIELD,
-    score_field=DEFAULT_SCORE_FIELD,
-):
-    """Re-ranks a text search by exact MaxSim over stored multi vectors.
-
-    Candidates are the single-vector index's top ``k * oversample`` when
-    ``brain_key`` is given, else every sample of ``samples`` that has multi
-    vectors (exhaustive late interaction).
-
-    Args:
-        samples: a FiftyOne dataset or view
-        query: the text query
-        model: a loaded ``jinaai/jina-embeddings-v4`` zoo model with the
-            task the multi vectors were computed with
-        k (10): how many samples to return
-        brain_key (None): a similarity index of ``samples`` to take the
-            candidates from
-        oversample (4): candidates per returned sample
-        multivectors_field ("jina_multivectors"): where the multi vectors
-            are stored (see :func:`compute_multivectors`)
-        score_field ("maxsim_score"): a float field in which to store each
-            candidate's MaxSim score (sum over query tokens); None to skip
-
-    Returns:
-        a view of the top ``k`` samples, best first
-    """
-    if not isinstance(query, str) or not query.strip():
-        raise ValueError("query must be a non-empty string, got %r" % query)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError("k must be a positive integer, got %r" % (k,))
-    if not oversample or oversample < 1:
-        raise ValueError("oversample must be >= 1, got %r" % (oversample,))
-
-    _check_task(samples, multivectors_field, model)
-
-    if brain_key is not None:
-        candidates = samples.sort_by_similarity(
-            query, k=int(k * oversample), brain_key=brain_key
-        )
+    if written:
+        f = dataset.get_field(field)
+        f.info = {"model": MODEL_NAME, "task": model.config.task}
+        f.save()
     else:
-        candidates = samples.exists(multivectors_field)
+        logger.warning("No multi vectors were written to '%s'", field)
 
-    ids, multis = candidates.values(["id", multivectors_field])
-    pairs = [(i, m) for i, m in zip(ids, multis) if m is not None]
-    if not pairs:
-        raise ValueError(
-            "No candidate has multi vectors in field '%s'; run "
-            "compute_multivectors() first" % multivectors_field
-        )
-
-    query_multi = model.embed_prompt_multivectors([query])
-    scores = li.maxsim_scores(
-        query_multi, [m for _, m in pairs], normalize="sum"
-    )[0].numpy()
-    order = np.argsort(-scores, kind="stable")[:k]
-    top_ids = [pairs[j][0] for j in order]
-
-    if score_field is not None:
-        dataset = samples._dataset
-        dataset.set_values(
-            score_field,
-            {pairs[j][0]: float(scores[j]) for j in range(len(pairs))},
-            key_field="id",
-        )
-
-    return samples.select(top_ids, ordered=True)
-
-
-def _check_task(samples, field, model):
-    if not samples.has_field(field):
-        raise ValueError(
-            "Field '%s' does not exist; run compute_multivectors() first"
-            % field
-        )
-
-    info = samples.get_field(field).info or {}
-    task = info.get("task")
-    if task is not None and task != model.config.task:
-        raise ValueError(
-            "Multi vectors in '%s' were computed with task %r but the model "
-            "uses task %r; load the model with task=%r"
-            % (field, task, model.config.task, task)
-        )
+    return written

@@ -450,6 +450,22 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
 
         return super().ragged_batches
 
+    def load_kwargs(self):
+        """The ``load_zoo_model`` options that reproduce this model's vector
+        space and inputs in another process (for ``model_kwargs``)."""
+        names = (
+            "task",
+            "vector_mode",
+            "pooling_strategy",
+            "truncate_dim",
+            "query_prompt_name",
+            "passage_prompt_name",
+            "max_pixels",
+            "min_pixels",
+            "dtype",
+        )
+        return {n: getattr(self.config, n) for n in names}
+
     @property
     def encoder(self):
         """The shared :class:`encoder.JinaV4Encoder`."""

@@ -1,4 +1,8 @@
-"""Multi-vector storage and MaxSim re-ranking through real FiftyOne."""
+"""compute_multivectors and MaxSim re-ranking through real FiftyOne.
+
+Multi vectors go into a jina_multivector index, not into the samples; a
+field of multi vectors (the old layout) is still read.
+"""
 
 import os
 import sys
@@ -61,15 +65,26 @@ def _exhaustive_ranking(ds, model):
     return sorted(scores, key=lambda i: -scores[i]), scores
 
 
-def test_multivectors_stored_compactly(setup):
+def test_multivectors_indexed_not_in_samples(setup):
     ds, model = setup
+    assert "jina_multivectors" not in ds.get_field_schema()
+    assert ds.get_brain_info("jina_multivectors").config.method == (
+        "jina_multivector"
+    )
+    index = ds.load_brain_results("jina_multivectors")
     sample = ds.first()
-    mv = sample["jina_multivectors"]
+    rows = index.get_multivectors([sample.id])
+    mv = rows.multis[0]
     assert mv.dtype == np.float16 and mv.shape[1] == 128
     expected = model.embed_multivectors([sample.filepath])[0]
     assert mv.shape == expected.shape
     assert np.allclose(mv.astype(np.float32), expected, atol=2e-3)
-    assert ds.get_field("jina_multivectors").info["task"] == "retrieval"
+    assert index.config.task == "retrieval"
+
+    # a second call adds nothing for samples already indexed
+    calls = model.encoder.forward_calls
+    assert model.compute_multivectors(ds, batch_size=4) == len(ds)
+    assert model.encoder.forward_calls == calls
 
 
 def test_exhaustive_rerank_equals_independent_maxsim(setup):
@@ -96,10 +111,32 @@ def test_rerank_of_single_vector_candidates(setup):
     assert full.values("id") == _exhaustive_ranking(ds, model)[0][:5]
 
 
+def test_rerank_with_the_multivector_index_as_candidates(setup):
+    ds, model = setup
+    order, _ = _exhaustive_ranking(ds, model)
+    # the index's own first stage covers all 12 pages: exact
+    view = model.rerank(ds, QUERY, k=3, brain_key="jina_multivectors")
+    assert view.values("id") == order[:3]
+
+
+def test_a_field_of_multivectors_still_works(setup):
+    ds, model = setup
+    n = model.compute_multivectors(
+        ds, multivectors_field="old_multivectors", batch_size=6
+    )
+    assert n == len(ds)
+    assert ds.first()["old_multivectors"].dtype == np.float16
+    view = model.rerank(
+        ds, QUERY, k=len(ds), multivectors_field="old_multivectors"
+    )
+    assert view.values("id") == _exhaustive_ranking(ds, model)[0]
+    ds.delete_sample_field("old_multivectors")
+
+
 def test_rerank_errors(setup):
     ds, model = setup
     with pytest.raises(ValueError, match="compute_multivectors"):
-        model.rerank(ds, QUERY, multivectors_field="nope")
+        model.rerank(ds, QUERY, multivector_key="nope")
     with pytest.raises(ValueError, match="non-empty string"):
         model.rerank(ds, "  ")
     with pytest.raises(ValueError, match="positive integer"):

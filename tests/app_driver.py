@@ -1,0 +1,103 @@
+"""Drives the FiftyOne App in headless Chromium with Playwright, as a user.
+
+Debian's ``chromium`` (``/usr/bin/chromium``) is the browser: Playwright's
+own browser download cannot reach its host from our machines. The flags
+keep Chromium off the network it cannot reach anyway.
+"""
+
+import contextlib
+import os
+import socket
+import time
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+VIEWPORT = {"width": 1600, "height": 1000}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def browser_available():
+    return os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)
+
+
+@contextlib.contextmanager
+def app_page(session, port):
+    """A Playwright page showing ``session``'s App."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.goto("http://127.0.0.1:%d/" % port, timeout=120000)
+            page.wait_for_selector(
+                '[data-cy="action-sort-by-similarity"]', timeout=120000
+            )
+            yield page
+        finally:
+            browser.close()
+
+
+def dismiss_popovers(page, tries=5):
+    """Closes popovers the App may open on start (they catch clicks)."""
+    for _ in range(tries):
+        backdrop = page.query_selector(".MuiPopover-root .MuiBackdrop-root")
+        if backdrop is None:
+            return
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(500)
+
+
+def sort_by_text_similarity(page, text, timeout=300):
+    """The user's steps for "Sort by text similarity": the toolbar button,
+    the query box, Enter, then "Show results" in the Similarity Search
+    panel (a mouse click at its centre: a draggable wrapper marks it
+    aria-disabled, so Playwright's click() refuses it)."""
+    dismiss_popovers(page)
+    page.click('[data-cy="action-sort-by-similarity"]')
+    box = page.wait_for_selector(
+        'input[placeholder="Type anything!"]', timeout=60000
+    )
+    box.fill(text)
+    box.press("Enter")
+    button = page.wait_for_selector(
+        '[aria-label="Show results"]', timeout=timeout * 1000
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        box = button.bounding_box()
+        if box is not None:
+            page.mouse.click(
+                box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            )
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError("'Show results' never became visible")
+        time.sleep(0.5)
+
+
+def wait_for_view_ids(session, timeout=120):
+    """The ids of ``session.view`` once the App has set an ordered view."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = session.view
+        if view is not None and len(view._stages) > 0:
+            return view.values("id")
+        time.sleep(0.5)
+
+    raise TimeoutError("The App never set a view on the session")
