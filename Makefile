@@ -9,4 +9,5 @@ demo: setup
 	.venv/bin/python examples/quickstart.py --auto-tiny
 
 test: setup
+	@scripts/setup_test_system.sh
 	.venv/bin/python -m pytest tests

@@ -650,6 +650,13 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
 
         return compute_multivectors(samples, self, **kwargs)
 
+    def compute_heatmaps(self, samples, query, **kwargs):
+        """Writes where each page matched ``query`` as ``fo.Heatmap``
+        labels; see :func:`heatmaps.compute_heatmaps`."""
+        from .heatmaps import compute_heatmaps
+
+        return compute_heatmaps(samples, query, self, **kwargs)
+
     def rerank(self, samples, query, **kwargs):
         """Re-ranks a text search by exact MaxSim; see
         :func:`rerank.rerank`."""

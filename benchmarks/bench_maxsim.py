@@ -25,7 +25,7 @@ import torch
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Import the module file directly: it needs only torch, whereas importing the
 # repository as a package would pull in the whole zoo source.
-sys.path.insert(0, _REPO_ROOT)
+sys.path.insert(0, os.path.join(_REPO_ROOT, "core"))
 
 from late_interaction import DEFAULT_BLOCK_SIZE, maxsim_scores  # noqa: E402
 

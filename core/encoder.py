@@ -615,6 +615,47 @@ class JinaV4Encoder:
 
         return self._collect(results, len(texts), return_single, return_multi)
 
+    def prompt_tokens(
+        self,
+        texts,
+        task="retrieval",
+        prompt_name="query",
+        max_length=MAX_TEXT_TOKENS,
+    ):
+        """The tokens :meth:`encode_texts` embeds, one multi vector each.
+
+        Args:
+            texts: a string or a list of strings
+            task ("retrieval"): the task (it selects the prefix)
+            prompt_name ("query"): ``"query"`` or ``"passage"``
+            max_length (32768): as in :meth:`encode_texts`
+
+        Returns:
+            a list of ``(tokens, n_prefix)``: the tokens as text, and how
+            many leading tokens are the instruction prefix (``Query: ``)
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+
+        prefix = text_prefix(task, prompt_name)
+        encoded = self.tokenizer(
+            [prefix + t for t in texts],
+            add_special_tokens=False,
+            truncation=True,
+            max_length=max_length,
+            return_offsets_mapping=True,
+        )
+        out = []
+        for ids, offsets in zip(
+            encoded["input_ids"], encoded["offset_mapping"]
+        ):
+            # a token that ends within the prefix is part of it
+            n_prefix = sum(1 for _, end in offsets if end <= len(prefix))
+            tokens = [self.tokenizer.decode([i]) for i in ids]
+            out.append((tokens, n_prefix))
+
+        return out
+
     def encode_images(
         self,
         images,

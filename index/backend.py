@@ -745,8 +745,16 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
             allowed_ids=allowed,
             reverse=reverse,
         )
-        self._last_query = query
-        self._last_result = (ids, scores)
+        if (
+            self.config.heatmap_field
+            and query.prompts
+            and len(query.prompts) == 1
+            and not reverse
+        ):
+            from ..heatmaps import heatmaps_for_search
+
+            heatmaps_for_search(self, query, ids[: self.config.heatmap_k])
+
         if return_dists:
             return ids, None, scores
 

@@ -21,6 +21,20 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 VIEWPORT = {"width": 1600, "height": 1000}
+REQUIRE_ENV = "JINA_V4_REQUIRE_BROWSER"
+
+
+def _needs_browser():
+    import pytest
+
+    if browser_available() or os.environ.get(REQUIRE_ENV) == "1":
+        # with JINA_V4_REQUIRE_BROWSER=1 a missing browser fails the test
+        return pytest.mark.usefixtures()
+
+    return pytest.mark.skip(
+        reason="needs Debian's chromium at %s (make test installs it as "
+        "root)" % CHROMIUM
+    )
 
 
 def free_port():
@@ -91,6 +105,46 @@ def sort_by_text_similarity(page, text, timeout=300):
         time.sleep(0.5)
 
 
+def grid_box(page):
+    """The sample grid's bounding box on the page."""
+    element = page.wait_for_selector('[data-cy="fo-grid"]', timeout=60000)
+    return element.bounding_box()
+
+
+def pixels(page, box):
+    """The RGB pixels of ``box`` on the page, as a numpy array."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    png = page.screenshot(clip=box)
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def stable_pixels(page, box, timeout=60):
+    """The pixels of ``box`` once two captures a second apart agree (the
+    grid draws its tiles a few at a time)."""
+    import numpy as np
+
+    last = pixels(page, box)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(1000)
+        now = pixels(page, box)
+        if np.array_equal(now, last):
+            return now
+        last = now
+
+    raise TimeoutError("The grid kept changing for %d s" % timeout)
+
+
+def show_field(page, field):
+    """Ticks a label field's checkbox in the sidebar, so the grid draws
+    it."""
+    page.click('[data-cy="checkbox-%s"]' % field, timeout=60000)
+
+
 def wait_for_view_ids(session, timeout=120):
     """The ids of ``session.view`` once the App has set an ordered view."""
     deadline = time.monotonic() + timeout
@@ -101,3 +155,6 @@ def wait_for_view_ids(session, timeout=120):
         time.sleep(0.5)
 
     raise TimeoutError("The App never set a view on the session")
+
+
+needs_browser = _needs_browser()
