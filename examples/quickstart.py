@@ -1,9 +1,12 @@
 """Quickstart: Jina Embeddings v4 in FiftyOne, end to end.
 
 Installs this checkout as the ``jina_embeddings_v4`` remote zoo model source,
-builds a dataset of document pages, then runs the whole workflow: image
-embeddings, a similarity index with text search, zero-shot classification
-(with and without a text prompt) and a 2D visualization of the embeddings.
+builds a dataset of document pages (generated, from the hub, or rendered
+from your PDFs), then runs the whole workflow: image embeddings, a
+similarity index with text search, late-interaction (MaxSim) search on a
+multi-vector index with query heatmaps, zero-shot classification (the
+default document classes, and your own with and without a text prompt) and
+a 2D visualization of the embeddings.
 
 Usage::
 
@@ -11,6 +14,7 @@ Usage::
     python examples/quickstart.py --auto-tiny   # real if the hub answers
     python examples/quickstart.py --tiny        # offline pipeline check
     python examples/quickstart.py --app         # then browse in the App
+    python examples/quickstart.py --pdfs ~/papers   # your PDFs' pages
 
 With ``--tiny`` a tiny checkpoint of random weights stands in for the real
 model: every vector, search hit and label it gives is meaningless, and the
@@ -41,6 +45,8 @@ DATASET_NAME = "jina-v4-quickstart"
 
 EMBEDDINGS_FIELD = "jina_emb"
 SIMILARITY_KEY = "jina_sim"
+MULTIVECTOR_KEY = "jina_mv"
+HEATMAP_FIELD = "query_heatmap"
 VISUALIZATION_KEY = "jina_viz"
 
 QUERIES = (
@@ -116,6 +122,14 @@ def parse_args(argv=None):
         help="a Hugging Face Hub image dataset to load instead of the "
         "generated pages, e.g. Voxel51/document-haystack-10pages "
         "(default: generated invoices, receipts, forms, contracts, slides)",
+    )
+    parser.add_argument(
+        "--pdfs",
+        metavar="DIR_OR_FILES",
+        nargs="+",
+        default=None,
+        help="PDF files or folders: one sample per page, rendered at the "
+        "model's pixel budget (default: generated pages)",
     )
     parser.add_argument(
         "--max-samples",
@@ -278,6 +292,10 @@ def configure_environment(args, mode):
         configured one) and whether this script created it
     """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not os.environ.get("FIFTYONE_DATABASE_URI"):
+        # FiftyOne's bundled mongod is older than the version it validates
+        # against and says so on every connection; it is the one it ships
+        os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
     zoo_dir, temporary = args.zoo_dir, False
     if mode == "tiny":
         # The tiny model needs no hub; a --dataset from the hub does
@@ -397,6 +415,21 @@ def build_generated_dataset(fo, name, num_docs, images_dir):
         ]
     )
     return dataset
+
+
+def build_pdf_dataset(fo, name, pdfs):
+    """The pages of PDF files, with the source's PDF importer."""
+    add_pdfs = importlib.import_module(SOURCE_NAME + ".pdfs").add_pdfs
+    images_dir = os.path.join(fo.config.default_dataset_dir, name, "pages")
+    if fo.dataset_exists(name):
+        fo.delete_dataset(name)
+    summary = add_pdfs(name, pdfs, images_dir)
+    for path, page, message in summary["failed"]:
+        print("    skipped: %s" % message)
+    return fo.load_dataset(name), "%d PDF pages rendered to %s" % (
+        summary["added"],
+        images_dir,
+    )
 
 
 def load_hub_dataset(repo_id, name, max_samples):
@@ -572,8 +605,18 @@ def run(args, mode, zoo_dir, steps):
     with steps.step("install source") as note:
         note["text"] = install_source(zoo_dir, tiny)
 
+    with steps.step("load model") as note:
+        model = foz.load_zoo_model(
+            MODEL_NAME, task="retrieval", **model_kwargs
+        )
+        encoder = model.encoder
+        dtype = str(encoder.dtype).replace("torch.", "")
+        note["text"] = "task=retrieval on %s, %s" % (encoder.device, dtype)
+
     with steps.step("dataset") as note:
-        if args.dataset:
+        if args.pdfs:
+            dataset, source = build_pdf_dataset(fo, name, args.pdfs)
+        elif args.dataset:
             dataset = load_hub_dataset(args.dataset, name, args.max_samples)
             source = args.dataset
         else:
@@ -588,14 +631,6 @@ def run(args, mode, zoo_dir, steps):
             raise QuickstartError("the dataset %r is empty" % name)
 
         note["text"] = "%d samples from %s" % (len(dataset), source)
-
-    with steps.step("load model") as note:
-        model = foz.load_zoo_model(
-            MODEL_NAME, task="retrieval", **model_kwargs
-        )
-        encoder = model.encoder
-        dtype = str(encoder.dtype).replace("torch.", "")
-        note["text"] = "task=retrieval on %s, %s" % (encoder.device, dtype)
 
     with steps.step("embeddings") as note:
         dataset.compute_embeddings(
@@ -630,9 +665,38 @@ def run(args, mode, zoo_dir, steps):
 
     print_table(HIT_HEADER, rows, "lrllr")
 
-    rerank_rows = maybe_rerank(dataset, model, args, steps)
-    if rerank_rows:
-        print_table(HIT_HEADER, rerank_rows, "lrllr")
+    with steps.step("multi-vector index") as note:
+        fob.compute_similarity(
+            dataset,
+            model=MODEL_NAME,
+            model_kwargs=dict(model_kwargs, task="retrieval"),
+            backend="jina_multivector",
+            brain_key=MULTIVECTOR_KEY,
+            batch_size=args.batch_size,
+            heatmap_field=HEATMAP_FIELD,
+            heatmap_k=3,
+        )
+        note["text"] = "jina_multivector (LanceDB), brain key '%s'" % (
+            MULTIVECTOR_KEY
+        )
+
+    with steps.step("MaxSim search") as note:
+        rows = search_rows(dataset, QUERIES[:2], MULTIVECTOR_KEY)
+        note["text"] = (
+            "late interaction over the single-vector top k * 4; heatmaps "
+            "of the last query's top 3 in '%s':" % HEATMAP_FIELD
+        )
+
+    print_table(HIT_HEADER, rows, "lrllr")
+
+    with steps.step("zero-shot default") as note:
+        dataset.apply_model(
+            model, label_field="doc_type", batch_size=args.batch_size
+        )
+        top = collections.Counter(dataset.values("doc_type.label"))
+        note["text"] = "16 RVL-CDIP document types -> 'doc_type': %s" % (
+            ", ".join("%s %d" % kv for kv in top.most_common(3))
+        )
 
     with steps.step("zero-shot") as note:
         zs_model = foz.load_zoo_model(
@@ -681,8 +745,13 @@ def compute_visualization(fob, dataset):
         )
 
     try:
+        # UMAP's default of 15 neighbours needs more than 15 samples
         fob.compute_visualization(
-            dataset, method="umap", verbose=False, **kwargs
+            dataset,
+            method="umap",
+            verbose=False,
+            num_neighbors=min(15, len(dataset) - 1),
+            **kwargs,
         )
         return "UMAP -> brain key '%s'" % VISUALIZATION_KEY
     except ImportError as e:
@@ -693,44 +762,6 @@ def compute_visualization(fob, dataset):
             _shorten(e, 60),
             VISUALIZATION_KEY,
         )
-
-
-def maybe_rerank(dataset, model, args, steps):
-    """Re-ranks the first query by exact multi-vector MaxSim, when the
-    source has a ``rerank`` module; returns table rows, or None."""
-    try:
-        rerank = importlib.import_module(SOURCE_NAME + ".rerank")
-    except ImportError:
-        return None
-
-    if not all(hasattr(rerank, f) for f in ("compute_multivectors", "rerank")):
-        return None
-
-    query = QUERIES[0]
-    try:
-        with steps.step("rerank (MaxSim)") as note:
-            candidates = dataset.sort_by_similarity(
-                query, k=12, brain_key=SIMILARITY_KEY
-            )
-            rerank.compute_multivectors(
-                candidates, model, batch_size=args.batch_size
-            )
-            view = rerank.rerank(candidates, query, model, k=3)
-            note["text"] = "MaxSim over the top %d of %r:" % (
-                len(candidates),
-                query,
-            )
-    except Exception as e:
-        steps.current = None
-        print(
-            "%-18s %8s  skipped, it failed: %s: %s"
-            % ("rerank (MaxSim)", "", type(e).__name__, _shorten(e, 120))
-        )
-        return None
-
-    return _hit_rows(
-        query, view, dataset.has_field("kind"), dataset.has_field("year")
-    )
 
 
 def print_summary(args, mode, dataset, dtype, device, steps, zoo_dir):

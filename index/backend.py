@@ -292,11 +292,12 @@ def _check_heatmap_k(k):
         raise ValueError("heatmap_k must be a positive integer, got %r" % k)
 
 
-def default_table_name(dataset_name, brain_key):
-    """``fiftyone_<dataset>_<brain key>`` in the characters every store
-    accepts; a random suffix when there is no brain key."""
+def default_table_name(dataset, brain_key):
+    """``fiftyone_<dataset id>_<brain key>`` in the characters every store
+    accepts (a random suffix when there is no brain key). The id, not the
+    name: a dataset re-created under the same name gets new tables."""
     key = brain_key if brain_key is not None else uuid.uuid4().hex[:12]
-    slug = re.sub(r"[^A-Za-z0-9_]+", "_", "%s_%s" % (dataset_name, key))
+    slug = re.sub(r"[^A-Za-z0-9_]+", "_", "%s_%s" % (dataset._doc.id, key))
     return "fiftyone_" + slug.strip("_")
 
 
@@ -319,9 +320,30 @@ class JinaMultivectorSimilarity(Similarity):
         st.import_engine(self.config.store)
 
     def initialize(self, samples, brain_key):
-        return JinaMultivectorSimilarityIndex(
+        explicit = self.config.table_name is not None
+        index = JinaMultivectorSimilarityIndex(
             samples, self.config, brain_key, backend=self
         )
+        if getattr(self, "_resuming", False):
+            return index
+
+        count = index.store.count()
+        if count and explicit:
+            raise ValueError(
+                "The %s table/collection %r holds %d pages already; pass "
+                "another table_name, or load the index it belongs to"
+                % (self.config.store, self.config.table_name, count)
+            )
+        if count:
+            # a default name is this dataset's and brain key's: what is
+            # there was left by a run deleted without cleanup
+            logger.info(
+                "Dropping %d pages left in %r by an earlier run",
+                count,
+                self.config.table_name,
+            )
+            index.store.drop()
+        return index
 
     def register_run(self, samples, key, overwrite=True, cleanup=True):
         """Registers the run; a run of this backend that was interrupted
@@ -335,6 +357,7 @@ class JinaMultivectorSimilarity(Similarity):
                     key,
                 )
                 self.config.table_name = previous.table_name
+                self._resuming = True
                 return super().register_run(
                     samples, key, overwrite=True, cleanup=False
                 )
@@ -393,7 +416,7 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
         super().__init__(samples, config, brain_key, backend=backend)
         if config.table_name is None:
             config.table_name = default_table_name(
-                samples._root_dataset.name, brain_key
+                samples._root_dataset, brain_key
             )
             if brain_key is not None:
                 self.save_config()

@@ -48,6 +48,14 @@ class LanceDBStore(object):
 
     def __init__(self, uri, table_name):
         lancedb = st.import_engine("lancedb")
+        # LanceDB warns at every fork once imported; the processes forked
+        # here (FiftyOne's data loader workers, PDF renderers) never use
+        # LanceDB, which is what its warning is about
+        warnings.filterwarnings(
+            "ignore",
+            message="lancedb fork support is experimental",
+            category=RuntimeWarning,
+        )
         self.uri = uri
         self.table_name = table_name
         self._pa = _import_pyarrow()

@@ -42,6 +42,16 @@ SOURCE_IGNORE = shutil.ignore_patterns(
 )
 
 
+CI_ENV = "JINA_V4_CI"
+
+
+def system_deps_required():
+    """In CI (``JINA_V4_CI=1``, set by .ci/run) the tests that need system
+    packages (Debian's chromium, PDFs from Debian packages) must run: a
+    missing one is a failure, not a skip."""
+    return os.environ.get(CI_ENV) == "1"
+
+
 def fiftyone_env(tmp_dir):
     """Environment variables that give FiftyOne a database folder and a zoo
     folder in ``tmp_dir`` and keep it, and the Hugging Face Hub, quiet and
