@@ -70,6 +70,7 @@ def add_pdfs(
     """
     if max_pixels is None and dpi is None:
         raise ValueError("Set max_pixels, dpi, or both")
+    pdf_render.import_pdfium()
     dataset = _get_dataset(dataset)
     files = find_pdfs(pdfs)
     _declare_fields(dataset, text_field)

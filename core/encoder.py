@@ -9,6 +9,7 @@ and multi vectors (128-d per token) from one forward pass.
 Knows nothing of FiftyOne.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -342,20 +343,21 @@ class JinaV4Encoder:
         )
         self._token_ids = self._special_token_ids(config)
 
-        backbone, info = _Backbone.from_pretrained(
-            self.snapshot_dir,
-            config=config,
-            dtype=self.dtype,
-            attn_implementation=self.attn_implementation,
-            # Official checkpoints use the pre-v5 names
-            key_mapping={
-                r"^visual\.": "visual.",
-                r"^model\.": "language_model.",
-            },
-            use_safetensors=True,
-            device_map={"": self.device},
-            output_loading_info=True,
-        )
+        with _quiet_weight_loading():
+            backbone, info = _Backbone.from_pretrained(
+                self.snapshot_dir,
+                config=config,
+                dtype=self.dtype,
+                attn_implementation=self.attn_implementation,
+                # Official checkpoints use the pre-v5 names
+                key_mapping={
+                    r"^visual\.": "visual.",
+                    r"^model\.": "language_model.",
+                },
+                use_safetensors=True,
+                device_map={"": self.device},
+                output_loading_info=True,
+            )
         if info["missing_keys"] or info["mismatched_keys"]:
             raise SnapshotError(
                 "Weights in '%s' do not match the Qwen2.5-VL architecture: "
@@ -909,6 +911,22 @@ def _scatter(results, batch, out):
             single[row] if single is not None else None,
             multi[row] if multi is not None else None,
         )
+
+
+@contextlib.contextmanager
+def _quiet_weight_loading():
+    """transformers draws a "Loading weights" bar per load; the zoo loads
+    once per process (and FiftyOne draws the bars that matter), so it is
+    off while loading, and restored after."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def default_attention(device, dtype):

@@ -87,9 +87,24 @@ def looks_like_pdf(path):
         return PDF_MAGIC in f.read(MAGIC_WINDOW)
 
 
+PIP_INSTALL = "pip install 'pypdfium2==5.15.2'"
+
+
+def import_pdfium():
+    """pypdfium2, or an ImportError naming the pip command."""
+    try:
+        import pypdfium2
+    except ImportError as e:
+        raise ImportError(
+            "Importing PDFs needs pypdfium2, which is not installed. Run: %s"
+            % PIP_INSTALL
+        ) from e
+    return pypdfium2
+
+
 def open_pdf(path, password=None):
     """Opens a PDF, or raises a :class:`PdfError` that says why not."""
-    import pypdfium2 as pdfium
+    pdfium = import_pdfium()
 
     if not looks_like_pdf(path):
         raise PdfError("%s is not a PDF (no %%PDF- header)" % path)
