@@ -22,6 +22,7 @@ import fiftyone.utils.torch as fout
 
 from . import fiftyone_context
 from .core import encoder as jenc
+from .core import batching
 from .core import encoder_cache
 from .core import image_inputs
 from .core import late_interaction as li
@@ -52,6 +53,11 @@ OPTIONS = (
     "dtype",
     "attn_implementation",
     "device",
+    "vision_attention",
+    "drop_padding_mask",
+    "max_batch_tokens",
+    "merge_lora",
+    "preprocess_in_loader",
 )
 
 
@@ -137,6 +143,21 @@ class JinaEmbeddingsV4Config(fout.TorchImageModelConfig):
             else SDPA
         device (None): e.g. ``"cuda:0"`` or ``"cpu"``; default CUDA when
             available
+        vision_attention ("packed"): ``"packed"``: the vision tower's
+            attention in one call per layer for the whole batch (a varlen
+            kernel on CUDA in half precision, one SDPA call elsewhere);
+            ``"stock"``: transformers' call per window
+        drop_padding_mask (True): run right-padded batches without a
+            padding mask, so SDPA can use its mask-free kernels (exact:
+            causal attention never lets a real token see the padding)
+        max_batch_tokens (65536): padded tokens per forward pass at most;
+            a FiftyOne batch of big pages is split to stay within it
+            (None: no bound)
+        merge_lora (False): merge the task's LoRA into the weights (one
+            task per process; not shared with models of other tasks); in
+            half precision the merged weights round differently
+        preprocess_in_loader (True): resize and patch images in FiftyOne's
+            data loader workers, overlapping the forward pass
     """
 
     def __init__(self, d):
@@ -175,7 +196,28 @@ class JinaEmbeddingsV4Config(fout.TorchImageModelConfig):
         self.attn_implementation = self.parse_raw(
             d, "attn_implementation", default=None
         )
+        self.vision_attention = self.parse_raw(
+            d, "vision_attention", default="packed"
+        )
+        self.drop_padding_mask = self.parse_raw(
+            d, "drop_padding_mask", default=True
+        )
+        self.max_batch_tokens = self.parse_raw(
+            d, "max_batch_tokens", default=batching.DEFAULT_MAX_BATCH_TOKENS
+        )
+        self.merge_lora = self.parse_raw(d, "merge_lora", default=False)
+        self.preprocess_in_loader = self.parse_raw(
+            d, "preprocess_in_loader", default=True
+        )
         self._validate()
+
+    def fast_paths(self):
+        """The encoder's :class:`encoder.FastPaths` for these options."""
+        return jenc.FastPaths(
+            vision_attention=self.vision_attention,
+            drop_padding_mask=self.drop_padding_mask,
+            prefetch=True,
+        ).validate()
 
     def _validate(self):
         jenc.validate_task(self.task)
@@ -192,6 +234,14 @@ class JinaEmbeddingsV4Config(fout.TorchImageModelConfig):
             (None, "sdpa", "flash_attention_2", "eager"),
         )
         jenc.validate_pixels(self.min_pixels, self.max_pixels)
+        self.fast_paths()
+        batching.validate_max_batch_tokens(self.max_batch_tokens)
+        for name in ("merge_lora", "preprocess_in_loader"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    "%s must be True or False, got %r"
+                    % (name, getattr(self, name))
+                )
         self.text_prompt = validate_text_prompt(self.text_prompt)
 
         if self.truncate_dim is not None and self.vector_mode != "single":
@@ -373,9 +423,12 @@ class JinaImageGetItem(fout.GetItem):
             ids it holds already; items are then :class:`IndexedPage`
     """
 
-    def __init__(self, field_mapping=None, indexed_ids=None):
+    def __init__(self, field_mapping=None, indexed_ids=None, prepare=None):
         # read by required_keys, which GetItem's constructor calls
         self.indexed_ids = indexed_ids
+        # (image processor, max_pixels, min_pixels): resize and patch here,
+        # in the loader's workers, while the model runs the last batch
+        self.prepare = prepare
         super().__init__(field_mapping=field_mapping)
 
     @property
@@ -395,15 +448,20 @@ class JinaImageGetItem(fout.GetItem):
 
         return IndexedPage(d["id"], image)
 
-    @staticmethod
-    def _load(path):
+    def _load(self, path):
         try:
-            return image_inputs.load_image(path)
+            image = image_inputs.load_image(path)
         except ValueError as e:
             if not fiftyone_context.loader_skips_failures():
                 raise
 
             return UnreadableImage(path, str(e))
+
+        if self.prepare is None:
+            return image
+
+        processor, max_pixels, min_pixels = self.prepare
+        return batching.prepare_image(processor, image, max_pixels, min_pixels)
 
 
 class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
@@ -421,6 +479,7 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
         super().__init__(config)
         self._text_prompt = config.text_prompt
         self._class_vectors = None
+        self._fast_paths = config.fast_paths()
 
     # FiftyOne batches only with an importable identity collate function
     collate_fn = staticmethod(fom.TorchModelMixin.collate_fn)
@@ -507,13 +566,21 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
             device=self._device,
             dtype=config.dtype,
             attn_implementation=config.attn_implementation,
+            merge_lora=config.merge_lora,
         )
 
     def build_get_item(self, field_mapping=None):
         sink = self._index_sink()
         indexed = None if sink is None else set(sink.indexed_ids())
+        prepare = None
+        if self.config.preprocess_in_loader:
+            prepare = (
+                self._model.image_processor,
+                self.config.max_pixels,
+                self.config.min_pixels,
+            )
         return JinaImageGetItem(
-            field_mapping=field_mapping, indexed_ids=indexed
+            field_mapping=field_mapping, indexed_ids=indexed, prepare=prepare
         )
 
     def attach_index(self, index):
@@ -583,7 +650,7 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
             tokens start at ``multis[i][offset]``, row-major
         """
         images = [_as_image(img) for img in _as_list(imgs)]
-        out = self._model.encode_images(
+        out = self._encode_images(
             images,
             task=self.config.task,
             batch_size=max(1, len(images)),
@@ -604,7 +671,7 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
             ``(singles, multis)``: float32 ``[n, dim]`` (as
             :meth:`embed_prompts`) and float32 ``[n_tokens_i, 128]`` arrays
         """
-        out = self._model.encode_texts(
+        out = self._encode_texts(
             prompts,
             task=self.config.task,
             prompt_name=self.config.query_prompt_name,
@@ -622,7 +689,7 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
             a list of float32 arrays ``[n_tokens_i, 128]``
         """
         images = [_as_image(img) for img in _as_list(imgs)]
-        return self._model.encode_images(
+        return self._encode_images(
             images,
             task=self.config.task,
             batch_size=max(1, len(images)),
@@ -634,7 +701,7 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
 
     def embed_prompt_multivectors(self, prompts):
         """The per-token multi vectors of text queries, for re-ranking."""
-        return self._model.encode_texts(
+        return self._encode_texts(
             prompts,
             task=self.config.task,
             prompt_name=self.config.query_prompt_name,
@@ -663,6 +730,22 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
         from .rerank import rerank
 
         return rerank(samples, query, self, **kwargs)
+
+    def _encode_images(self, images, **kwargs):
+        return self._model.encode_images(
+            images,
+            max_batch_tokens=self.config.max_batch_tokens,
+            fast_paths=self._fast_paths,
+            **kwargs,
+        )
+
+    def _encode_texts(self, texts, **kwargs):
+        return self._model.encode_texts(
+            texts,
+            max_batch_tokens=self.config.max_batch_tokens,
+            fast_paths=self._fast_paths,
+            **kwargs,
+        )
 
     def _embed_for_index(self, pages):
         sink = self._index_sink()
@@ -701,7 +784,7 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
 
     def _embed_images(self, images):
         multi = self.config.vector_mode == "multi"
-        out = self._model.encode_images(
+        out = self._encode_images(
             images,
             task=self.config.task,
             batch_size=len(images),
@@ -715,7 +798,7 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
 
     def _embed_texts(self, texts, prompt_name):
         multi = self.config.vector_mode == "multi"
-        out = self._model.encode_texts(
+        out = self._encode_texts(
             texts,
             task=self.config.task,
             prompt_name=prompt_name,
@@ -740,7 +823,7 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
         if not images:
             return _merge_failed([], failed, len(failed))
 
-        pages = self._model.encode_images(
+        pages = self._encode_images(
             images,
             task=self.config.task,
             batch_size=len(images),
@@ -758,7 +841,7 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
 
     def _get_class_vectors(self):
         if self._class_vectors is None:
-            self._class_vectors = self._model.encode_texts(
+            self._class_vectors = self._encode_texts(
                 class_prompts(
                     self.classes,
                     self._text_prompt,

@@ -9,6 +9,7 @@ and multi vectors (128-d per token) from one forward pass.
 Knows nothing of FiftyOne.
 """
 
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -31,7 +32,10 @@ from transformers.models.qwen2_vl.image_processing_qwen2_vl import (
     smart_resize,
 )
 
+from . import attention as vision_attention
+from . import batching
 from . import image_inputs
+from .batching import DEFAULT_MAX_BATCH_TOKENS, PreparedImage
 from .snapshot import INDEX_FILE, SINGLE_WEIGHTS_FILE, SnapshotError
 from .snapshot import require_complete
 
@@ -80,6 +84,48 @@ class Embeddings:
     single: np.ndarray = None
     multi: list = None
     grids: list = None
+
+
+@dataclass
+class FastPaths:
+    """The exact fast paths of a forward pass; each can be turned off.
+
+    Attributes:
+        vision_attention ("packed"): ``"packed"`` runs the vision tower's
+            attention in one call per layer for the whole batch (see
+            ``attention.py``); ``"stock"`` is transformers' per-window loop
+        drop_padding_mask (True): run right-padded batches without a
+            padding mask (causal attention never lets a real token see the
+            padding after it), so SDPA may take its mask-free kernels;
+            positions still come from the mask
+        prefetch (True): prepare the next batch's images in a thread while
+            the current batch runs
+    """
+
+    vision_attention: str = "packed"
+    drop_padding_mask: bool = True
+    prefetch: bool = True
+
+    @classmethod
+    def stock(cls):
+        """transformers' own path, as the existing integration runs it."""
+        return cls(
+            vision_attention="stock", drop_padding_mask=False, prefetch=False
+        )
+
+    def validate(self):
+        if self.vision_attention not in vision_attention.VISION_CHOICES:
+            raise ValueError(
+                "Unsupported vision_attention %r; choose one of %s"
+                % (
+                    self.vision_attention,
+                    ", ".join(repr(c) for c in vision_attention.VISION_CHOICES),
+                )
+            )
+        for name in ("drop_padding_mask", "prefetch"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError("%s must be True or False" % name)
+        return self
 
 
 def check_transformers_version(version):
@@ -288,6 +334,10 @@ class JinaV4Encoder:
             ``"eager"``; by default flash attention when the ``flash_attn``
             package is installed and the model runs in half precision on
             CUDA, else SDPA
+        merge_lora (False): merge the active task's LoRA into the weights
+            (fewer, larger matmuls); switching task unmerges first. In
+            half precision the merged weights round differently (see the
+            README for the measured distance)
     """
 
     def __init__(
@@ -296,6 +346,7 @@ class JinaV4Encoder:
         device=None,
         dtype="auto",
         attn_implementation=None,
+        merge_lora=False,
     ):
         self.snapshot_dir = os.path.abspath(os.fspath(snapshot_dir))
         self.device = resolve_device(device)
@@ -304,8 +355,14 @@ class JinaV4Encoder:
             self.device, self.dtype
         )
 
+        if not isinstance(merge_lora, bool):
+            raise ValueError("merge_lora must be True or False")
+        self.merge_lora = merge_lora
+        self._merged_task = None
+
         check_transformers_version(transformers.__version__)
         require_complete(self.snapshot_dir)
+        vision_attention.register()
         self.forward_calls = 0
         self._lock = threading.RLock()
         self._load()
@@ -549,6 +606,8 @@ class JinaV4Encoder:
         return_multi=False,
         truncate_dim=None,
         max_length=MAX_TEXT_TOKENS,
+        max_batch_tokens=DEFAULT_MAX_BATCH_TOKENS,
+        fast_paths=None,
     ):
         """Embeds texts.
 
@@ -564,10 +623,15 @@ class JinaV4Encoder:
             truncate_dim (None): Matryoshka dimension for single vectors
             max_length (32768): longer texts are truncated to this many
                 tokens (their start is kept)
+            max_batch_tokens (65536): padded tokens per forward pass at
+                most (None: no bound)
+            fast_paths (None): a :class:`FastPaths`; None for the defaults
 
         Returns:
             an :class:`Embeddings`
         """
+        fast_paths = (fast_paths or FastPaths()).validate()
+        batching.validate_max_batch_tokens(max_batch_tokens)
         if isinstance(texts, str):
             texts = [texts]
 
@@ -597,10 +661,9 @@ class JinaV4Encoder:
             truncation=True,
             max_length=max_length,
         )["input_ids"]
-        order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))
-        batches = [
-            order[i : i + batch_size] for i in range(0, len(order), batch_size)
-        ]
+        batches = batching.plan_batches(
+            [len(e) for e in encoded], batch_size, max_batch_tokens
+        )
 
         results = {}
         for batch in batches:
@@ -612,6 +675,7 @@ class JinaV4Encoder:
                 return_multi,
                 truncate_dim,
                 pool_mask=inputs["attention_mask"].bool(),
+                fast_paths=fast_paths,
             )
             _scatter(results, batch, out)
 
@@ -668,20 +732,27 @@ class JinaV4Encoder:
         truncate_dim=None,
         max_pixels=DEFAULT_MAX_PIXELS,
         min_pixels=DEFAULT_MIN_PIXELS,
+        max_batch_tokens=DEFAULT_MAX_BATCH_TOKENS,
+        fast_paths=None,
     ):
         """Embeds images (document pages).
 
         Args:
             images: a list of PIL images (any mode), numpy arrays (HWC),
-                torch tensors (CHW) or file paths
+                torch tensors (CHW), file paths, or
+                :class:`batching.PreparedImage` (see
+                :meth:`prepare_image`)
             task ("retrieval"): one of :data:`TASKS`
-            batch_size (8): images per forward pass
+            batch_size (8): images per forward pass at most
             return_single (True): whether to return single vectors
             return_multi (False): whether to return multi vectors
             truncate_dim (None): Matryoshka dimension for single vectors
             max_pixels (602112): resize budget per image; bounds the image
                 tokens (``max_pixels / 784``) and so time and memory
             min_pixels (3136): smaller images are upscaled to this
+            max_batch_tokens (65536): padded tokens per forward pass at
+                most (None: no bound); big pages then go in smaller batches
+            fast_paths (None): a :class:`FastPaths`; None for the defaults
 
         Returns:
             an :class:`Embeddings`
@@ -689,27 +760,36 @@ class JinaV4Encoder:
         if not isinstance(images, (list, tuple)):
             images = [images]
 
+        fast_paths = (fast_paths or FastPaths()).validate()
         validate_task(task)
         validate_pixels(min_pixels, max_pixels)
+        batching.validate_max_batch_tokens(max_batch_tokens)
         self._check_call(batch_size, return_single, return_multi, truncate_dim)
         if not images:
-            return self._empty(return_single, return_multi, truncate_dim)
+            out = self._empty(return_single, return_multi, truncate_dim)
+            out.grids = []
+            return out
 
+        merge = self.image_processor.merge_size
         results, grids = {}, {}
         chunk = batch_size * _CHUNK_BATCHES
         for start in range(0, len(images), chunk):
-            indices = range(start, min(start + chunk, len(images)))
-            loaded = {i: image_inputs.to_rgb(images[i]) for i in indices}
-            tokens = {
-                i: self.count_image_tokens(img.size, max_pixels, min_pixels)
-                for i, img in loaded.items()
-            }
-            order = sorted(indices, key=lambda i: -tokens[i])
-            for b in range(0, len(order), batch_size):
-                batch = order[b : b + batch_size]
-                inputs = self._image_inputs(
-                    [loaded.pop(i) for i in batch], max_pixels, min_pixels
-                )
+            indices = list(range(start, min(start + chunk, len(images))))
+            items = [self._image_item(images[i], max_pixels, min_pixels)
+                     for i in indices]
+            tokens = [self._item_tokens(x, max_pixels, min_pixels)
+                      for x in items]
+            batches = batching.plan_batches(
+                tokens, batch_size, max_batch_tokens
+            )
+            prepared = self._prepared_batches(
+                [[items[k] for k in b] for b in batches],
+                max_pixels,
+                min_pixels,
+                fast_paths.prefetch,
+            )
+            for batch, inputs in zip(batches, prepared):
+                batch = [indices[k] for k in batch]
                 pool_mask = inputs["attention_mask"].bool() & (
                     vision_span_mask(
                         inputs["input_ids"],
@@ -724,9 +804,9 @@ class JinaV4Encoder:
                     return_multi,
                     truncate_dim,
                     pool_mask=pool_mask,
+                    fast_paths=fast_paths,
                 )
                 _scatter(results, batch, out)
-                merge = self.image_processor.merge_size
                 for index, (_, h, w) in zip(
                     batch, inputs["image_grid_thw"].tolist()
                 ):
@@ -735,6 +815,61 @@ class JinaV4Encoder:
         out = self._collect(results, len(images), return_single, return_multi)
         out.grids = [grids[i] for i in range(len(images))]
         return out
+
+    def prepare_image(
+        self,
+        image,
+        max_pixels=DEFAULT_MAX_PIXELS,
+        min_pixels=DEFAULT_MIN_PIXELS,
+    ):
+        """Runs the image processor on one image, ahead of
+        :meth:`encode_images` (FiftyOne's data loader workers do this, so
+        that preprocessing overlaps the forward pass).
+
+        Returns:
+            a :class:`batching.PreparedImage`
+        """
+        validate_pixels(min_pixels, max_pixels)
+        return batching.prepare_image(
+            self.image_processor,
+            image_inputs.to_rgb(image),
+            max_pixels,
+            min_pixels,
+        )
+
+    def _image_item(self, image, max_pixels, min_pixels):
+        if isinstance(image, PreparedImage):
+            if (image.max_pixels, image.min_pixels) != (max_pixels, min_pixels):
+                raise ValueError(
+                    "An image was prepared with max_pixels=%d, min_pixels=%d "
+                    "but is encoded with %d, %d"
+                    % (image.max_pixels, image.min_pixels, max_pixels,
+                       min_pixels)
+                )
+            return image
+        return image_inputs.to_rgb(image)
+
+    def _item_tokens(self, item, max_pixels, min_pixels):
+        if isinstance(item, PreparedImage):
+            return item.tokens(self.image_processor.merge_size)
+        return self.count_image_tokens(item.size, max_pixels, min_pixels)
+
+    def _prepared_batches(self, batches, max_pixels, min_pixels, prefetch):
+        """The model inputs of each batch, in order; with ``prefetch`` the
+        next batch is prepared in a thread while the caller runs this one."""
+        make = lambda b: self._image_inputs(b, max_pixels, min_pixels)
+        if not prefetch or len(batches) < 2:
+            for b in batches:
+                yield make(b)
+            return
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            future = pool.submit(make, batches[0])
+            for b in batches[1:]:
+                ready = future.result()
+                future = pool.submit(make, b)
+                yield ready
+            yield future.result()
 
     @property
     def image_token_offset(self):
@@ -803,12 +938,15 @@ class JinaV4Encoder:
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
     def _image_inputs(self, images, max_pixels, min_pixels):
-        processed = self.image_processor(
-            images=images,
-            size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
-            return_tensors="pt",
-        )
-        grids = processed["image_grid_thw"]
+        prepared = [
+            img
+            if isinstance(img, PreparedImage)
+            else batching.prepare_image(
+                self.image_processor, img, max_pixels, min_pixels
+            )
+            for img in images
+        ]
+        pixel_values, grids = batching.stack_prepared(prepared)
         merge = self.image_processor.merge_size**2
         head = self._template_ids(IMAGE_PROMPT_HEAD)
         tail = self._template_ids(IMAGE_PROMPT_TAIL)
@@ -818,7 +956,7 @@ class JinaV4Encoder:
             for grid in grids
         ]
         inputs = self._pad(sequences)
-        inputs["pixel_values"] = processed["pixel_values"]
+        inputs["pixel_values"] = pixel_values
         inputs["image_grid_thw"] = grids
         return inputs
 
@@ -831,32 +969,48 @@ class JinaV4Encoder:
         return cache[text]
 
     def _run(
-        self, inputs, task, want_single, want_multi, truncate_dim, pool_mask
+        self,
+        inputs,
+        task,
+        want_single,
+        want_multi,
+        truncate_dim,
+        pool_mask,
+        fast_paths,
     ):
         validate_task(task)
         device = self.device
         input_ids = inputs["input_ids"].to(device)
         attention_mask = inputs["attention_mask"].to(device)
         kwargs = {}
+        grid = None
         if "pixel_values" in inputs:
             grid = inputs["image_grid_thw"].to(device)
             kwargs["pixel_values"] = inputs["pixel_values"].to(
                 device=device, dtype=self.dtype
             )
             kwargs["image_grid_thw"] = grid
+
+        model_mask = attention_mask
+        if fast_paths.drop_padding_mask and _right_padded(attention_mask):
+            # positions from the mask, then no mask: with causal attention
+            # and right padding, no real token attends to padding
+            kwargs["position_ids"] = self._mrope_positions(
+                input_ids, attention_mask, grid
+            )
+            model_mask = None
+        elif grid is not None:
             kwargs["position_ids"] = self._mrope_positions(
                 input_ids, attention_mask, grid
             )
 
         with self._lock, torch.inference_mode():
             self.forward_calls += 1
-            if self._active_task != task:
-                self._peft_model.set_adapter(task)
-                self._active_task = task
-
+            self._activate(task)
+            self._set_vision_attention(fast_paths.vision_attention)
             hidden = self._modules.model(
                 input_ids=input_ids,
-                attention_mask=attention_mask,
+                attention_mask=model_mask,
                 use_cache=False,
                 **kwargs,
             ).last_hidden_state
@@ -873,7 +1027,33 @@ class JinaV4Encoder:
 
         return single, multi
 
-    def _mrope_positions(self, input_ids, attention_mask, grid):
+    def _activate(self, task):
+        """Makes ``task``'s LoRA the active one (merged, with merge_lora)."""
+        if self._active_task == task and (
+            not self.merge_lora or self._merged_task == task
+        ):
+            return
+
+        if self._merged_task is not None:
+            self._peft_model.unmerge_adapter()
+            self._merged_task = None
+        self._peft_model.set_adapter(task)
+        self._active_task = task
+        if self.merge_lora:
+            self._peft_model.merge_adapter()
+            self._merged_task = task
+
+    def _set_vision_attention(self, choice):
+        config = self._modules.model.visual.config
+        wanted = (
+            vision_attention.PACKED
+            if choice == "packed"
+            else self.attn_implementation
+        )
+        if config._attn_implementation != wanted:
+            config._attn_implementation = wanted
+
+    def _mrope_positions(self, input_ids, attention_mask, grid=None):
         token_type = (input_ids == self._token_ids["image_pad"]).int()
         positions, _ = self._modules.model.get_rope_index(
             input_ids,
@@ -901,6 +1081,14 @@ class JinaV4Encoder:
             ]
 
         return Embeddings(single=single, multi=multi)
+
+
+def _right_padded(attention_mask):
+    """Whether every row is its real tokens, then only padding."""
+    mask = attention_mask.bool()
+    lengths = mask.sum(dim=1, keepdim=True)
+    positions = torch.arange(mask.shape[1], device=mask.device)
+    return bool(torch.equal(mask, positions.unsqueeze(0) < lengths))
 
 
 def _scatter(results, batch, out):

@@ -48,7 +48,12 @@ class _Entry(object):
 
 
 def acquire(
-    owner, snapshot_dir, device=None, dtype="auto", attn_implementation=None
+    owner,
+    snapshot_dir,
+    device=None,
+    dtype="auto",
+    attn_implementation=None,
+    merge_lora=False,
 ):
     """Returns the shared encoder for these settings, loading it once.
 
@@ -61,6 +66,8 @@ def acquire(
         device (None): device string or ``torch.device``
         dtype ("auto"): see :func:`encoder.resolve_dtype`
         attn_implementation (None): see :class:`encoder.JinaV4Encoder`
+        merge_lora (False): an encoder with merged LoRA weights, of its
+            own (it serves one task best, so it is not shared with others)
 
     Returns:
         a :class:`encoder.JinaV4Encoder`
@@ -76,6 +83,7 @@ def acquire(
         str(device),
         str(torch_dtype),
         attn_implementation,
+        bool(merge_lora),
     )
     _log_choice_once(dtype, device, torch_dtype)
 
@@ -87,6 +95,7 @@ def acquire(
                 device=device,
                 dtype=torch_dtype,
                 attn_implementation=attn_implementation,
+                merge_lora=bool(merge_lora),
             )
             entry = _entries[key] = _Entry(encoder)
             _stats["loads"] += 1

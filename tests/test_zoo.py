@@ -104,6 +104,11 @@ def test_loads_from_zoo_folder(model):
         ({"classes": ["a", 3]}, "non-empty strings"),
         ({"text_prompt": 5}, "text_prompt must be a string"),
         ({"taks": "retrieval"}, "Unknown option.*valid options are"),
+        ({"vision_attention": "fast"}, "'packed', 'stock'"),
+        ({"drop_padding_mask": "no"}, "drop_padding_mask must be True"),
+        ({"max_batch_tokens": 0}, "max_batch_tokens must be a positive"),
+        ({"merge_lora": "yes"}, "merge_lora must be True or False"),
+        ({"preprocess_in_loader": 1}, "preprocess_in_loader must be True"),
     ],
 )
 def test_invalid_options_fail_before_loading(zoo_source, kwargs, match):
