@@ -7,8 +7,11 @@ tests/support.py: the repository's paths, its import as a package, the zoo
 folder install and a private FiftyOne database, as the tests use them.
 """
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 import time
 
 TESTS_DIR = os.path.join(
@@ -24,6 +27,7 @@ __all__ = [
     "add_threads_option",
     "best_times",
     "busy_warning",
+    "isolate_fiftyone",
     "set_threads",
     "support",
 ]
@@ -78,3 +82,24 @@ def busy_warning():
         "WARNING: load average %.1f on %d CPUs before starting: other work "
         "is running, so timings are unreliable (%s)" % (load, cpus, hint)
     )
+
+
+def isolate_fiftyone():
+    """Gives FiftyOne a database and zoo folder of its own.
+
+    Must run before fiftyone is imported: it reads its configuration from
+    the environment then. FiftyOne's own database service would attach to
+    any FiftyOne database already running for this user (whatever its
+    folder), so this starts a private ``mongod`` on a free local port and
+    points ``FIFTYONE_DATABASE_URI`` at it. Returns the temporary folder.
+    """
+    if "fiftyone" in sys.modules:
+        raise RuntimeError("fiftyone was imported before isolate_fiftyone")
+
+    tmp = tempfile.mkdtemp(prefix="bench-fiftyone-")
+    atexit.register(shutil.rmtree, tmp, True)  # runs after mongod's stop
+    os.environ.update(support.fiftyone_env(tmp))
+    os.environ["FIFTYONE_DATABASE_URI"] = support.start_private_mongod(
+        os.environ["FIFTYONE_DATABASE_DIR"]
+    )
+    return tmp

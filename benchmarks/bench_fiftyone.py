@@ -21,13 +21,10 @@ Usage::
 """
 
 import argparse
-import atexit
 import importlib.util
 import math
 import os
-import shutil
 import sys
-import tempfile
 
 import numpy as np
 import torch
@@ -36,40 +33,14 @@ from _common import (  # puts tests/ on sys.path
     add_threads_option,
     best_times,
     busy_warning,
+    isolate_fiftyone,
     set_threads,
 )
-from support import (
-    REPO_ROOT,
-    TINY_SNAPSHOT,
-    fiftyone_env,
-    install_source,
-    start_private_mongod,
-)
+from support import REPO_ROOT, TINY_SNAPSHOT, install_source
 
 MODEL_NAME = "jinaai/jina-embeddings-v4"
 TARGET_RATIO = 0.9
 BATCH_SIZES = (1, 4, 8)
-
-
-def isolate_fiftyone():
-    """Gives FiftyOne a database and zoo folder of its own.
-
-    Must run before fiftyone is imported: it reads its configuration from
-    the environment then. FiftyOne's own database service would attach to
-    any FiftyOne database already running for this user (whatever its
-    folder), so this starts a private ``mongod`` on a free local port and
-    points ``FIFTYONE_DATABASE_URI`` at it. Returns the temporary folder.
-    """
-    if "fiftyone" in sys.modules:
-        raise RuntimeError("fiftyone was imported before isolate_fiftyone")
-
-    tmp = tempfile.mkdtemp(prefix="bench-fiftyone-")
-    atexit.register(shutil.rmtree, tmp, True)  # runs after mongod's stop
-    os.environ.update(fiftyone_env(tmp))
-    os.environ["FIFTYONE_DATABASE_URI"] = start_private_mongod(
-        os.environ["FIFTYONE_DATABASE_DIR"]
-    )
-    return tmp
 
 
 def tiny_snapshot(tmp):

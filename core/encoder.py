@@ -592,6 +592,26 @@ class JinaV4Encoder:
         """The task names, each with its own LoRA."""
         return TASKS
 
+    @property
+    def backbone(self):
+        """The Qwen2.5-VL model under the LoRAs (``.visual`` is the vision
+        tower, ``.language_model`` the language model), e.g. for timing
+        hooks; calling it directly bypasses the task and fast-path
+        settings of the ``encode_*`` methods."""
+        return self._modules.model
+
+    def set_merge_lora(self, merge_lora):
+        """Turns LoRA merging on or off for the next calls (unmerging now
+        when turning it off). For an encoder of one's own: encoders shared
+        through the zoo's cache are keyed by their ``merge_lora``."""
+        if not isinstance(merge_lora, bool):
+            raise ValueError("merge_lora must be True or False")
+        with self._lock:
+            if not merge_lora and self._merged_task is not None:
+                self._peft_model.unmerge_adapter()
+                self._merged_task = None
+            self.merge_lora = merge_lora
+
     def validate_truncate_dim(self, truncate_dim):
         """Raises a ValueError unless ``truncate_dim`` is None or allowed."""
         validate_truncate_dim(truncate_dim, self.matryoshka_dims)

@@ -207,6 +207,22 @@ def test_merged_lora_float32_equals_unmerged_and_switches_tasks(
         assert _worst(out, ref) <= 1e-6
 
 
+def test_set_merge_lora_unmerges_and_merges_again(encoder, merged, goldens):
+    _, _, images = goldens
+    ref = encoder.encode_images(images[:2], return_multi=True)
+    merged.encode_images(images[:2])
+    assert merged._merged_task == "retrieval"
+    merged.set_merge_lora(False)
+    assert merged._merged_task is None
+    assert _worst(merged.encode_images(images[:2], return_multi=True), ref) <= 1e-6
+    assert merged._merged_task is None
+    merged.set_merge_lora(True)
+    assert _worst(merged.encode_images(images[:2], return_multi=True), ref) <= 1e-6
+    assert merged._merged_task == "retrieval"
+    with pytest.raises(ValueError, match="merge_lora"):
+        merged.set_merge_lora(1)
+
+
 def test_bf16_defaults_and_merged_lora_within_1e3_of_goldens(goldens):
     meta, z, images = goldens
     for merge in (False, True):

@@ -1,0 +1,121 @@
+"""Pages/s of PDF import: ``add_pdfs`` into a fresh FiftyOne dataset
+(render at the model's pixel budget, write PNGs, text layer, add samples)
+with 0 (this process), 1 and ``--workers`` rendering processes, and the
+render alone, in one process on the same files.
+
+Uses Debian's real PDFs that ``make test`` fetches (libtasn1's manual and
+the shared-mime-info spec), or the PDFs given::
+
+    python benchmarks/bench_pdfs.py
+    python benchmarks/bench_pdfs.py path/to/*.pdf --workers 4
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import time
+
+from _common import busy_warning, isolate_fiftyone  # puts tests/ on sys.path
+from support import REPO_ROOT, import_repo_as_package
+
+DEBIAN_PDFS = (
+    "usr/share/doc/libtasn1-doc/libtasn1.pdf",
+    "usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf",
+)
+CACHE_ROOT = os.path.join(REPO_ROOT, "tests", ".cache", "debian-pdfs", "root")
+
+
+def debian_pdfs():
+    found = []
+    for rel in DEBIAN_PDFS:
+        for root in (CACHE_ROOT, "/"):
+            path = os.path.join(root, rel)
+            if os.path.isfile(path):
+                found.append(path)
+                break
+    return found
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("pdfs", nargs="*", help="default: Debian's PDFs")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="rendering processes of the parallel run (default: CPUs)",
+    )
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args(argv)
+    pdfs = args.pdfs or debian_pdfs()
+    if not pdfs:
+        parser.error("no PDFs: run `make test` once (it fetches Debian's) "
+                     "or name some")
+    if args.workers < 1 or args.repeats < 1:
+        parser.error("--workers and --repeats must be >= 1")
+
+    tmp = isolate_fiftyone()
+    warning = busy_warning()
+    import fiftyone as fo
+
+    import_repo_as_package()
+    from jina_v4_src.core import pdf_render
+    from jina_v4_src.pdfs import add_pdfs
+
+    pages = sum(pdf_render.describe(p)["num_pages"] for p in pdfs)
+    print("%d PDFs, %d pages, %d CPUs, load average %.2f"
+          % (len(pdfs), pages, os.cpu_count() or 1, os.getloadavg()[0]))
+    if warning:
+        print(warning)
+
+    def render_only():
+        out = os.path.join(tmp, "render-only")
+        for path in pdfs:
+            n = pdf_render.describe(path)["num_pages"]
+            for k in range(1, n + 1):
+                pdf_render.render_page(
+                    path, k, os.path.join(out, "%d.png" % k), with_text=True
+                )
+        shutil.rmtree(out)
+
+    def import_with(workers):
+        def run():
+            name = "bench-pdfs-%d" % os.getpid()
+            images = os.path.join(tmp, "pages")
+            summary = add_pdfs(name, pdfs, images, num_workers=workers,
+                               progress=False)
+            assert summary["added"] == pages, summary
+            fo.load_dataset(name).delete()
+            shutil.rmtree(images)
+
+        return run
+
+    runs = [("render + text only, this process", render_only)]
+    for workers in sorted({0, 1, args.workers}):
+        label = ("add_pdfs, num_workers=%d" % workers
+                 + (" (this process)" if workers == 0 else ""))
+        runs.append((label, import_with(workers)))
+
+    best = {label: float("inf") for label, _ in runs}
+    for _ in range(args.repeats):
+        for label, fn in runs:
+            start = time.perf_counter()
+            fn()
+            best[label] = min(best[label], time.perf_counter() - start)
+
+    print()
+    print("%-40s %8s %8s" % ("path", "s", "pages/s"))
+    for label, _ in runs:
+        print("%-40s %8.2f %8.1f" % (label, best[label], pages / best[label]))
+    serial = best["add_pdfs, num_workers=0 (this process)"]
+    parallel = best["add_pdfs, num_workers=%d" % args.workers] if (
+        args.workers) else serial
+    print()
+    print("parallel (%d workers) / this process: %.2fx pages/s"
+          % (args.workers, serial / parallel))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
