@@ -206,27 +206,16 @@ def _embed_pages(samples, model, ids, batch_size, skip_failures, progress):
     ids, paths = view.values(["id", "filepath"])
     pages = {}
     with fou.ProgressBar(total=len(ids), progress=progress) as pb:
-        for start in range(0, len(ids), batch_size):
-            batch, images = [], []
-            for sample_id, path in zip(
-                ids[start : start + batch_size],
-                paths[start : start + batch_size],
-            ):
-                try:
-                    # EXIF rotation applied, as for embeddings: the map
-                    # lies over what the App shows
-                    images.append(image_inputs.load_image(path))
-                    batch.append(sample_id)
-                except ValueError as e:
-                    if not skip_failures:
-                        raise
-                    logger.warning("Skipping sample %s: %s", sample_id, e)
-
+        # EXIF rotation applied, as for embeddings: the map lies over what
+        # the App shows
+        for batch, images, count in image_inputs.readable_batches(
+            ids, paths, batch_size, skip_failures, logger
+        ):
             if images:
                 _, multis, grids = model.embed_images_with_multivectors(images)
                 pages.update(zip(batch, zip(multis, grids)))
 
-            pb.update(min(batch_size, len(ids) - start))
+            pb.update(count)
 
     return pages
 

@@ -276,20 +276,9 @@ def _write_field(samples, model, field, batch_size, skip_failures, progress):
     ids, paths = samples.values(["id", "filepath"])
     dataset = samples._dataset
     with fou.ProgressBar(total=len(ids), progress=progress) as pb:
-        for start in range(0, len(ids), batch_size):
-            images, kept = [], []
-            for sample_id, path in zip(
-                ids[start : start + batch_size],
-                paths[start : start + batch_size],
-            ):
-                try:
-                    images.append(image_inputs.load_image(path))
-                    kept.append(sample_id)
-                except ValueError as e:
-                    if not skip_failures:
-                        raise
-                    logger.warning("Skipping sample %s: %s", sample_id, e)
-
+        for kept, images, count in image_inputs.readable_batches(
+            ids, paths, batch_size, skip_failures, logger
+        ):
             if images:
                 multis = model.embed_multivectors(images)
                 values = {
@@ -298,7 +287,7 @@ def _write_field(samples, model, field, batch_size, skip_failures, progress):
                 dataset.set_values(field, values, key_field="id")
                 written += len(values)
 
-            pb.update(min(batch_size, len(ids) - start))
+            pb.update(count)
 
     if written:
         f = dataset.get_field(field)

@@ -17,25 +17,7 @@ import sys
 import time
 
 from _common import busy_warning, isolate_fiftyone  # puts tests/ on sys.path
-from support import REPO_ROOT, import_repo_as_package
-
-DEBIAN_PDFS = (
-    "usr/share/doc/libtasn1-doc/libtasn1.pdf",
-    "usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf",
-)
-CACHE_ROOT = os.path.join(REPO_ROOT, "tests", ".cache", "debian-pdfs", "root")
-
-
-def debian_pdfs():
-    found = []
-    for rel in DEBIAN_PDFS:
-        for root in (CACHE_ROOT, "/"):
-            path = os.path.join(root, rel)
-            if os.path.isfile(path):
-                found.append(path)
-                break
-    return found
-
+from support import debian_pdfs, import_repo_as_package
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

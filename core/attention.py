@@ -115,27 +115,22 @@ def _flat(x):
 def _flash_attn_varlen(query, key, value, cu, scaling):
     from flash_attn import flash_attn_varlen_func
 
-    cu = cu.to(torch.int32)
-    longest = int((cu[1:] - cu[:-1]).max())
-    out = flash_attn_varlen_func(
-        _flat(query),
-        _flat(key),
-        _flat(value),
-        cu,
-        cu,
-        longest,
-        longest,
-        softmax_scale=scaling,
-    )
-    return out.unsqueeze(0)
+    return _varlen(flash_attn_varlen_func, "softmax_scale",
+                   query, key, value, cu, scaling)
 
 
 def _torch_varlen(query, key, value, cu, scaling):
     from torch.nn.attention.varlen import varlen_attn
 
+    return _varlen(varlen_attn, "scale", query, key, value, cu, scaling)
+
+
+def _varlen(kernel, scale_name, query, key, value, cu, scaling):
+    """Calls a varlen kernel (flash-attn's and PyTorch's take the same
+    arguments but name the softmax scale differently)."""
     cu = cu.to(torch.int32)
     longest = int((cu[1:] - cu[:-1]).max())
-    out = varlen_attn(
+    out = kernel(
         _flat(query),
         _flat(key),
         _flat(value),
@@ -143,7 +138,7 @@ def _torch_varlen(query, key, value, cu, scaling):
         cu,
         longest,
         longest,
-        scale=scaling,
+        **{scale_name: scaling},
     )
     return out.unsqueeze(0)
 

@@ -45,6 +45,39 @@ def load_image(path):
     return to_rgb(img)
 
 
+def readable_batches(ids, paths, batch_size, skip_failures=True, log=None):
+    """Loads images batch by batch, skipping unreadable files.
+
+    Args:
+        ids: an id per image (e.g. sample ids)
+        paths: the image files, in the order of ``ids``
+        batch_size: images per batch
+        skip_failures (True): skip an unreadable file (warning through
+            ``log``) rather than raise its ``ValueError``
+        log (None): the ``logging.Logger`` for those warnings
+
+    Yields:
+        ``(batch_ids, images, count)``: the ids and RGB images of a batch's
+        readable files, and how many files the batch covered
+    """
+    for start in range(0, len(ids), batch_size):
+        batch_ids, images = [], []
+        chunk = list(
+            zip(ids[start : start + batch_size], paths[start : start + batch_size])
+        )
+        for item_id, path in chunk:
+            try:
+                images.append(load_image(path))
+                batch_ids.append(item_id)
+            except ValueError as e:
+                if not skip_failures:
+                    raise
+                if log is not None:
+                    log.warning("Skipping sample %s: %s", item_id, e)
+
+        yield batch_ids, images, len(chunk)
+
+
 def to_rgb(img):
     """Converts an image-like input to an RGB PIL image.
 

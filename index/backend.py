@@ -586,25 +586,16 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
         view = dataset.select(ids, ordered=True)
         ids, paths = view.values(["id", "filepath"])
         with fou.ProgressBar(total=len(ids)) as pb:
-            for start in range(0, len(ids), batch_size):
-                batch_ids, images = [], []
-                for sample_id, path in zip(
-                    ids[start : start + batch_size],
-                    paths[start : start + batch_size],
-                ):
-                    try:
-                        images.append(image_inputs.load_image(path))
-                        batch_ids.append(sample_id)
-                    except ValueError as e:
-                        logger.warning("Skipping sample %s: %s", sample_id, e)
-
+            for batch_ids, images, count in image_inputs.readable_batches(
+                ids, paths, batch_size, skip_failures=True, log=logger
+            ):
                 if images:
                     singles, multis, grids = (
                         model.embed_images_with_multivectors(images)
                     )
                     self.write(batch_ids, singles, multis, grids)
 
-                pb.update(min(batch_size, len(ids) - start))
+                pb.update(count)
 
     def remove_from_index(
         self,

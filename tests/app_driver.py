@@ -47,6 +47,23 @@ def browser_available():
 
 
 @contextlib.contextmanager
+def app_for(dataset):
+    """The App serving ``dataset`` on a free local port, in a Playwright
+    page: yields ``(session, page)``; closes both at the end."""
+    import fiftyone as fo
+
+    port = free_port()
+    session = fo.launch_app(
+        dataset, remote=True, address="127.0.0.1", port=port, auto=False
+    )
+    try:
+        with app_page(session, port) as page:
+            yield session, page
+    finally:
+        session.close()
+
+
+@contextlib.contextmanager
 def app_page(session, port):
     """A Playwright page showing ``session``'s App."""
     from playwright.sync_api import sync_playwright

@@ -52,6 +52,29 @@ def system_deps_required():
     return os.environ.get(CI_ENV) == "1"
 
 
+# Real PDFs from Debian packages (scripts/setup_test_system.sh fetches them
+# into tests/.cache, or they are installed)
+DEBIAN_PDFS = (
+    "usr/share/doc/libtasn1-doc/libtasn1.pdf",
+    "usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf",
+)
+DEBIAN_PDF_CACHE = os.path.join(
+    REPO_ROOT, "tests", ".cache", "debian-pdfs", "root"
+)
+
+
+def debian_pdfs():
+    """The paths of the Debian PDFs that are here, extracted or installed."""
+    found = []
+    for rel in DEBIAN_PDFS:
+        for root in (DEBIAN_PDF_CACHE, "/"):
+            path = os.path.join(root, rel)
+            if os.path.isfile(path):
+                found.append(path)
+                break
+    return found
+
+
 def fiftyone_env(tmp_dir):
     """Environment variables that give FiftyOne a database folder and a zoo
     folder in ``tmp_dir`` and keep it, and the Hugging Face Hub, quiet and

@@ -74,59 +74,45 @@ def _maxsim_order(ds):
 def test_app_text_search_gives_the_maxsim_order(indexed):
     ds, _ = indexed
     expected = _maxsim_order(ds)
-    port = app_driver.free_port()
-    session = fo.launch_app(
-        ds, remote=True, address="127.0.0.1", port=port, auto=False
-    )
-    try:
-        with app_driver.app_page(session, port) as page:
-            app_driver.sort_by_text_similarity(page, QUERY)
-            ids = app_driver.wait_for_view_ids(session)
-            # the App asks for the top 25: all 14 pages, by MaxSim
-            assert ids == expected
-            page.wait_for_timeout(3000)
-            os.makedirs(SCREENSHOTS, exist_ok=True)
-            page.screenshot(
-                path=os.path.join(SCREENSHOTS, "app_multivector_search.png")
-            )
-    finally:
-        session.close()
+    with app_driver.app_for(ds) as (session, page):
+        app_driver.sort_by_text_similarity(page, QUERY)
+        ids = app_driver.wait_for_view_ids(session)
+        # the App asks for the top 25: all 14 pages, by MaxSim
+        assert ids == expected
+        page.wait_for_timeout(3000)
+        os.makedirs(SCREENSHOTS, exist_ok=True)
+        page.screenshot(
+            path=os.path.join(SCREENSHOTS, "app_multivector_search.png")
+        )
 
 
 def test_app_search_draws_the_top_results_heatmaps(indexed):
     ds, _ = indexed
-    port = app_driver.free_port()
-    session = fo.launch_app(
-        ds, remote=True, address="127.0.0.1", port=port, auto=False
-    )
-    try:
-        with app_driver.app_page(session, port) as page:
-            app_driver.sort_by_text_similarity(page, QUERY)
-            ids = app_driver.wait_for_view_ids(session)
-            # the search wrote heatmaps for its top 6, and only those
-            ds.reload()
-            with_maps = ds.exists("query_heatmap").values("id")
-            assert sorted(with_maps) == sorted(ids[:6])
-            for sample in ds.select(ids[:6]):
-                assert sample["query_heatmap"]["query"] == QUERY
-                assert sample["query_heatmap"].map.size > 0
+    with app_driver.app_for(ds) as (session, page):
+        app_driver.sort_by_text_similarity(page, QUERY)
+        ids = app_driver.wait_for_view_ids(session)
+        # the search wrote heatmaps for its top 6, and only those
+        ds.reload()
+        with_maps = ds.exists("query_heatmap").values("id")
+        assert sorted(with_maps) == sorted(ids[:6])
+        for sample in ds.select(ids[:6]):
+            assert sample["query_heatmap"]["query"] == QUERY
+            assert sample["query_heatmap"].map.size > 0
 
-            grid = app_driver.grid_box(page)
-            before = app_driver.stable_pixels(page, grid)
-            app_driver.show_field(page, "query_heatmap")
-            after = app_driver.stable_pixels(page, grid)
-            # drawn: with the grid at rest before and after, the pixels
-            # change where the maps are (6 of the 14 tiles)
-            changed = np.mean(np.any(before != after, axis=-1))
-            assert changed > 0.05, changed
-            page.screenshot(
-                path=os.path.join(SCREENSHOTS, "app_query_heatmaps.png")
-            )
-            # the best page, expanded
-            page.click('[data-cy="looker"]')
-            page.wait_for_timeout(5000)
-            page.screenshot(
-                path=os.path.join(SCREENSHOTS, "app_query_heatmap_modal.png")
-            )
-    finally:
-        session.close()
+        grid = app_driver.grid_box(page)
+        before = app_driver.stable_pixels(page, grid)
+        app_driver.show_field(page, "query_heatmap")
+        after = app_driver.stable_pixels(page, grid)
+        # drawn: with the grid at rest before and after, the pixels
+        # change where the maps are (6 of the 14 tiles)
+        changed = np.mean(np.any(before != after, axis=-1))
+        assert changed > 0.05, changed
+        page.screenshot(
+            path=os.path.join(SCREENSHOTS, "app_query_heatmaps.png")
+        )
+        # the best page, expanded
+        page.click('[data-cy="looker"]')
+        page.wait_for_timeout(5000)
+        page.screenshot(
+            path=os.path.join(SCREENSHOTS, "app_query_heatmap_modal.png")
+        )

@@ -137,6 +137,34 @@ def test_paths_and_unreadable_files(tmp_path):
     assert data  # the good file was untouched
 
 
+def test_readable_batches_skip_or_raise(tmp_path, caplog):
+    paths = []
+    for i in range(5):
+        path = tmp_path / ("%d.png" % i)
+        if i == 1:
+            path.write_text("not an image")
+        else:
+            Image.new("RGB", (3, 3), (i, i, i)).save(path)
+        paths.append(str(path))
+    ids = ["a", "b", "c", "d", "e"]
+
+    import logging
+
+    log = logging.getLogger("test_readable_batches")
+    with caplog.at_level("WARNING"):
+        batches = list(ii.readable_batches(ids, paths, 2, log=log))
+    assert [(b, c) for b, _, c in batches] == [
+        (["a"], 2), (["c", "d"], 2), (["e"], 1)
+    ]
+    assert [_px(img) for _, images, _ in batches for img in images] == [
+        (0, 0, 0), (2, 2, 2), (3, 3, 3), (4, 4, 4)
+    ]
+    assert "Skipping sample b" in caplog.text and "1.png" in caplog.text
+
+    with pytest.raises(ValueError, match="1.png"):
+        list(ii.readable_batches(ids, paths, 2, skip_failures=False))
+
+
 def test_extreme_aspect_ratios_are_padded():
     tall = Image.new("RGB", (10, 5000), (0, 0, 0))
     out = ii.to_rgb(tall)

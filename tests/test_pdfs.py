@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from conftest import MODEL_NAME, REPO_ROOT
-from support import system_deps_required
+from support import debian_pdfs, system_deps_required
 
 import fiftyone as fo  # noqa: E402
 import fiftyone.brain as fob  # noqa: E402
@@ -26,27 +26,11 @@ import fiftyone.zoo as foz  # noqa: E402
 from jina_v4_src.core import pdf_render  # noqa: E402
 from jina_v4_src.pdfs import add_pdfs  # noqa: E402
 
-DEBIAN_PDFS = (
-    "usr/share/doc/libtasn1-doc/libtasn1.pdf",
-    "usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf",
-)
-CACHE_ROOT = os.path.join(REPO_ROOT, "tests", ".cache", "debian-pdfs", "root")
 BUDGET = 602112
 
 
-def _debian_pdfs():
-    found = []
-    for rel in DEBIAN_PDFS:
-        for root in (CACHE_ROOT, "/"):
-            path = os.path.join(root, rel)
-            if os.path.isfile(path):
-                found.append(path)
-                break
-    return found
-
-
 pytestmark = pytest.mark.skipif(
-    len(_debian_pdfs()) < 2 and not system_deps_required(),
+    len(debian_pdfs()) < 2 and not system_deps_required(),
     reason="needs the PDFs of Debian's libtasn1-doc and shared-mime-info "
     "(make test fetches them)",
 )
@@ -58,7 +42,7 @@ def real_pdfs(tmp_root):
     folder = os.path.join(tmp_root, "real-pdfs")
     os.makedirs(folder, exist_ok=True)
     paths = []
-    for path in _debian_pdfs():
+    for path in debian_pdfs():
         dest = os.path.join(folder, os.path.basename(path))
         shutil.copy(path, dest)
         paths.append(dest)

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from conftest import MODEL_NAME, REPO_ROOT, TINY_SNAPSHOT, ZOO_PACKAGE
+from app_driver import free_port
 from support import SOURCE_IGNORE, expected_zero_shot_labels, install_source
 
 sys.path.insert(0, os.path.join(REPO_ROOT, "examples"))
@@ -471,7 +472,7 @@ def test_app_text_search_equals_api(dataset):
     if "jina_sim" not in dataset.list_brain_runs():
         pytest.skip("needs test_text_search_in_a_fresh_process")
 
-    port = _free_port()
+    port = free_port()
     session = fo.launch_app(
         dataset, remote=True, address="127.0.0.1", port=port, auto=False
     )
@@ -513,10 +514,3 @@ def test_app_text_search_equals_api(dataset):
     view = fo.DatasetView._build(dataset, [stage])
     assert view.values("id") == api.values("id")
 
-
-def _free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
