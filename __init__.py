@@ -3,242 +3,81 @@
 | Copyright 2026, the jina-embeddings-v4 FiftyOne integration authors.
 | Apache 2.0
 
-FiftyOne re-executes this file on every zoo call, so it stays light: heavy
-modules (torch, transformers, fiftyone) are imported inside the hooks.
+FiftyOne runs this file on every zoo call. It hands FiftyOne the four zoo
+hooks of the installed package ``jina_embeddings_v4`` (``pip install`` of
+this folder or of its git URL; see the README), and nothing else.
+
+FiftyOne imports this file under the name of its folder in the model zoo,
+``jina_embeddings_v4``: the package's own name. So that ``import
+jina_embeddings_v4`` keeps meaning the package in this process, this file
+puts the package back in ``sys.modules`` as soon as it runs. Where the
+package is not installed, the copy beside this file serves this process
+(with a warning: other processes, such as the App's server, need it
+installed).
 """
 
+import importlib
+import importlib.util
 import logging
 import os
 import sys
 
+_PACKAGE = "jina_embeddings_v4"
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
 logger = logging.getLogger(__name__)
 
-TASKS = ("retrieval", "text-matching", "code")
-VECTOR_MODES = ("single", "multi")
-POOLING_STRATEGIES = ("mean", "max")
-TRUNCATE_DIMS = (128, 256, 512, 1024, 2048)
 
+def _package():
+    hooks = sys.modules.get(_PACKAGE + ".hooks")
+    if hooks is not None:
+        # imported earlier in this process: the very same package object
+        sys.modules[_PACKAGE] = hooks.PACKAGE
+        return hooks.PACKAGE
 
-def download_model(model_name, model_path):
-    """Downloads the snapshot unless it is complete already.
+    if sys.modules.get(_PACKAGE) is sys.modules.get(__name__):
+        del sys.modules[_PACKAGE]
 
-    Returns at once, with no network, when ``model_path`` holds a complete
-    snapshot; an incomplete one that cannot be downloaded raises an error
-    naming the folder, what is missing and how to fix it.
-
-    Args:
-        model_name: the zoo model name
-        model_path: the folder to download into
-    """
-    from .core.snapshot import ensure_snapshot
-    from .zoo import validate_pending_options
-
-    validate_pending_options(model_path)
-    ensure_snapshot(model_path)
-
-
-def load_model(model_name, model_path, **kwargs):
-    """Loads the model; every kwarg of ``load_zoo_model`` is passed on.
-
-    Args:
-        model_name: the zoo model name
-        model_path: the snapshot folder
-        **kwargs: options of :class:`zoo.JinaEmbeddingsV4Config` (``task``,
-            ``vector_mode``, ``pooling_strategy``, ``truncate_dim``,
-            ``classes``, ``text_prompt``, ...)
-
-    Returns:
-        a :class:`zoo.JinaEmbeddingsV4`
-    """
-    _make_importable_for_workers()
-    _make_importable_in_new_processes()
-    _register_similarity_backend()
-    from .zoo import load_model as _load
-
-    return _load(model_path, **kwargs)
-
-
-def resolve_input(model_name, ctx):
-    """The options offered by the App's "apply zoo model" operator form.
-
-    Args:
-        model_name: the zoo model name
-        ctx: an ``ExecutionContext``
-
-    Returns:
-        a ``fiftyone.operators.types.Property``
-    """
-    import fiftyone.operators.types as types
-
-    inputs = types.Object()
-    inputs.enum(
-        "task",
-        list(TASKS),
-        default="retrieval",
-        label="Task",
-        description="Task LoRA: retrieval (documents), text-matching "
-        "(zero-shot labels), code",
-        view=types.DropdownView(),
-    )
-    inputs.str(
-        "classes",
-        default=None,
-        required=False,
-        label="Classes",
-        description="Comma-separated class names for zero-shot labels, "
-        "e.g. invoice, receipt, form",
-    )
-    inputs.str(
-        "text_prompt",
-        default="",
-        required=False,
-        label="Text prompt",
-        description="Optional text put before each class, e.g. 'a scan of a'",
-    )
-    inputs.enum(
-        "vector_mode",
-        list(VECTOR_MODES),
-        default="single",
-        label="Vector mode",
-        description="single: 2048-d vectors; multi: 128-d pooled multi "
-        "vectors",
-        view=types.DropdownView(),
-    )
-    inputs.enum(
-        "pooling_strategy",
-        list(POOLING_STRATEGIES),
-        default="mean",
-        label="Pooling (multi mode)",
-        view=types.DropdownView(),
-    )
-    inputs.enum(
-        "truncate_dim",
-        ["none"] + [str(d) for d in TRUNCATE_DIMS],
-        default="none",
-        label="Matryoshka dimension (single mode)",
-        view=types.DropdownView(),
-    )
-    inputs.int(
-        "max_pixels",
-        default=602112,
-        label="Max pixels per image",
-        description="Bounds image tokens (max_pixels / 784), time and memory",
-    )
-    return types.Property(inputs)
-
-
-def parse_parameters(model_name, ctx, params):
-    """Turns the App form's strings into ``load_zoo_model`` kwargs, in place.
-
-    Args:
-        model_name: the zoo model name
-        ctx: an ``ExecutionContext``
-        params: the dict of parameters to edit
-    """
-    classes = params.get("classes")
-    if isinstance(classes, str):
-        names = [c.strip() for c in classes.split(",") if c.strip()]
-        params["classes"] = names or None
-
-    dim = params.get("truncate_dim")
-    if isinstance(dim, str):
-        text = dim.strip().lower()
-        params["truncate_dim"] = None if text in ("", "none") else int(text)
-
-    for name in ("max_pixels",):
-        value = params.get(name)
-        if isinstance(value, str) and value.strip():
-            params[name] = int(value)
-
-    for name in ("classes", "text_prompt", "truncate_dim"):
-        if params.get(name) in ("", None):
-            params.pop(name, None)
-
-
-SIMILARITY_BACKEND = "jina_multivector"
-
-
-def _register_similarity_backend():
-    # backend="jina_multivector" in fob.compute_similarity() from here on;
-    # parameters the user configured for it in fiftyone-brain are kept
-    import fiftyone.brain as fob
-
-    entry = fob.brain_config.similarity_backends.setdefault(
-        SIMILARITY_BACKEND, {}
-    )
-    entry["config_cls"] = (
-        __name__ + ".index.backend.JinaMultivectorSimilarityConfig"
-    )
-
-
-def _make_importable_in_new_processes():
-    # brain runs of the jina_multivector backend name their config class
-    # by dotted path; see site_hook.py for what this writes and how to
-    # undo it
-    if "." in __name__:
-        return
-
-    from .site_hook import install
-
-    install(__name__, os.path.dirname(os.path.abspath(__file__)))
-
-
-_REMOVED_APP_OPTIONS = {
-    "show_confidence": "FIFTYONE_APP_SHOW_CONFIDENCE",
-    "show_index": "FIFTYONE_APP_SHOW_INDEX",
-    "show_label": "FIFTYONE_APP_SHOW_LABEL",
-}
-
-
-class _RemovedAppOptionFilter(logging.Filter):
-    """Drops FiftyOne 1.22's "`show_label` App config option has been
-    removed" warnings when the user never set the option: FiftyOne logs
-    them for its own defaults, on every copy of its App config (each App
-    search). An option the user set still gets its warning."""
-
-    def filter(self, record):
-        if "App config option has been removed" not in str(record.msg):
-            return True
-
-        option = record.args[0] if record.args else None
-        env_var = _REMOVED_APP_OPTIONS.get(option)
-        if env_var is None or env_var in os.environ:
-            return True
-
-        return option in _user_app_config()
-
-
-def _user_app_config():
-    path = os.environ.get(
-        "FIFTYONE_APP_CONFIG_PATH",
-        os.path.join(os.path.expanduser("~"), ".fiftyone", "app_config.json"),
-    )
     try:
-        import json
+        return importlib.import_module(_PACKAGE)
+    except ImportError as e:
+        if e.name != _PACKAGE:
+            raise
 
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
-
-
-def _quiet_removed_app_option_warnings():
-    config_logger = logging.getLogger("fiftyone.core.config")
-    if not any(
-        type(f).__name__ == "_RemovedAppOptionFilter"
-        for f in config_logger.filters
-    ):
-        config_logger.addFilter(_RemovedAppOptionFilter())
+    return _import_copy_beside_this_file()
 
 
-_quiet_removed_app_option_warnings()
+def _import_copy_beside_this_file():
+    folder = os.path.join(_HERE, _PACKAGE)
+    init = os.path.join(folder, "__init__.py")
+    if not os.path.isfile(init):
+        raise ImportError(
+            "The Python package %r is not installed in this environment "
+            "and %s has no copy of it; install it with: pip install %s"
+            % (_PACKAGE, _HERE, _HERE)
+        )
+
+    logger.warning(
+        "The package %r is not installed in this environment: this process "
+        "uses the copy in %s, but other processes (the App's server "
+        "loading a jina_multivector index, data loader workers started "
+        "with spawn) cannot. Install it once with: pip install %s",
+        _PACKAGE,
+        folder,
+        _HERE,
+    )
+    spec = importlib.util.spec_from_file_location(
+        _PACKAGE, init, submodule_search_locations=[folder]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[_PACKAGE] = module
+    spec.loader.exec_module(module)
+    return module
 
 
-def _make_importable_for_workers():
-    # Data loader workers started with "spawn" (macOS, Windows) unpickle
-    # our GetItem by module name: they need this package's parent folder
-    # on sys.path, which spawn copies from the parent process.
-    package_dir = os.path.dirname(os.path.abspath(__file__))
-    parent = os.path.dirname(package_dir)
-    if __name__ == os.path.basename(package_dir) and parent not in sys.path:
-        sys.path.append(parent)
+_hooks = _package().hooks
+
+download_model = _hooks.download_model
+load_model = _hooks.load_model
+resolve_input = _hooks.resolve_input
+parse_parameters = _hooks.parse_parameters

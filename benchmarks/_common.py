@@ -1,9 +1,8 @@
-"""What the benchmarks share: timing, --threads, and tests/ on sys.path.
+"""What the benchmarks share: timing, --threads and an isolated FiftyOne.
 
-The benchmarks run as scripts, so this folder is first on sys.path. Each
-imports this module first; it puts tests/ on sys.path, so that ``import
-support`` (also offered here as ``_common.support``) gives them
-tests/support.py: the repository's paths, its import as a package, the zoo
+The benchmarks run as scripts (Python puts this folder first on sys.path)
+and import the installed package; ``_common.support`` is
+``jina_embeddings_v4.testing.support``: the checkout's paths, the zoo
 folder install and a private FiftyOne database, as the tests use them.
 """
 
@@ -14,16 +13,9 @@ import sys
 import tempfile
 import time
 
-TESTS_DIR = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"
-)
-if TESTS_DIR not in sys.path:
-    sys.path.insert(0, TESTS_DIR)
-
-import support  # noqa: E402
+from jina_embeddings_v4.testing import support
 
 __all__ = [
-    "TESTS_DIR",
     "add_threads_option",
     "best_times",
     "busy_warning",

@@ -37,33 +37,28 @@ from transformers.models.qwen2_vl.image_processing_qwen2_vl import (
     smart_resize,
 )
 
-from _common import (  # puts tests/ on sys.path
+from _common import (
     add_threads_option,
     best_times,
     busy_warning,
     set_threads,
 )
-from support import REPO_ROOT, TINY_SNAPSHOT, import_repo_as_package
+from jina_embeddings_v4.model.encoder import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_PIXELS,
+    JinaV4Encoder,
+    resolve_device,
+)
+from jina_embeddings_v4.model.snapshot import INDEX_FILE, missing_files
+from jina_embeddings_v4.testing import documents
+from jina_embeddings_v4.testing.support import TINY_SNAPSHOT
+from jina_embeddings_v4.testing.tiny_checkpoint import write_checkpoint
 
 BOTH_EXPECTED = 0.5
 FULL_HIDDEN_SIZE = 2048
 FULL_LAYERS = 36
 GB = 1000**3
 
-
-# the repo as the package jina_v4_src, as the tests import it
-import_repo_as_package()
-sys.path.insert(0, os.path.join(REPO_ROOT, "examples"))
-
-import documents  # noqa: E402
-from jina_v4_src.core.encoder import (  # noqa: E402
-    DEFAULT_MAX_PIXELS,
-    DEFAULT_MIN_PIXELS,
-    JinaV4Encoder,
-    resolve_device,
-)
-from jina_v4_src.core.snapshot import INDEX_FILE, missing_files  # noqa: E402
-from jina_v4_src.core.tiny_checkpoint import write_checkpoint  # noqa: E402
 
 _WORDS = (
     "invoice receipt contract form slide total amount due payment terms "

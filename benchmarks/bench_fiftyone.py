@@ -21,7 +21,6 @@ Usage::
 """
 
 import argparse
-import importlib.util
 import math
 import os
 import sys
@@ -29,14 +28,16 @@ import sys
 import numpy as np
 import torch
 
-from _common import (  # puts tests/ on sys.path
+from _common import (
     add_threads_option,
     best_times,
     busy_warning,
     isolate_fiftyone,
     set_threads,
 )
-from support import REPO_ROOT, TINY_SNAPSHOT, install_source
+from jina_embeddings_v4.testing import documents
+from jina_embeddings_v4.testing.support import TINY_SNAPSHOT, install_source
+from jina_embeddings_v4.testing.tiny_checkpoint import write_checkpoint
 
 MODEL_NAME = "jinaai/jina-embeddings-v4"
 TARGET_RATIO = 0.9
@@ -48,14 +49,7 @@ def tiny_snapshot(tmp):
     if os.path.isfile(os.path.join(TINY_SNAPSHOT, "config.json")):
         return TINY_SNAPSHOT
 
-    # tiny_checkpoint has no relative imports; load just that file
-    spec = importlib.util.spec_from_file_location(
-        "_bench_tiny_checkpoint",
-        os.path.join(REPO_ROOT, "core", "tiny_checkpoint.py"),
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.write_checkpoint(os.path.join(tmp, "tiny"), seed=0)
+    return write_checkpoint(os.path.join(tmp, "tiny"), seed=0)
 
 
 def _verdict(ok):
@@ -68,9 +62,6 @@ def run(args, tmp):
     import fiftyone as fo
     import fiftyone.utils.torch as fout
     import fiftyone.zoo as foz
-
-    sys.path.insert(0, os.path.join(REPO_ROOT, "examples"))
-    import documents
 
     n = args.n
     batch = args.batch_size

@@ -49,31 +49,26 @@ import time
 import numpy as np
 import torch
 
-from _common import (  # puts tests/ on sys.path
+from _common import (
     add_threads_option,
     busy_warning,
     isolate_fiftyone,
     set_threads,
 )
-from support import (
-    REPO_ROOT,
-    TINY_SNAPSHOT,
-    import_repo_as_package,
-    install_source,
-)
-
-import_repo_as_package()
-sys.path.insert(0, os.path.join(REPO_ROOT, "examples"))
-
-import documents  # noqa: E402
-from jina_v4_src.core.encoder import (  # noqa: E402
+from jina_embeddings_v4.model.encoder import (
     FastPaths,
     JinaV4Encoder,
     resolve_device,
     resolve_dtype,
 )
-from jina_v4_src.core.snapshot import missing_files  # noqa: E402
-from jina_v4_src.core.tiny_checkpoint import write_checkpoint  # noqa: E402
+from jina_embeddings_v4.model.flops import page_flops
+from jina_embeddings_v4.model.snapshot import missing_files
+from jina_embeddings_v4.testing import documents
+from jina_embeddings_v4.testing.support import (
+    TINY_SNAPSHOT,
+    install_source,
+)
+from jina_embeddings_v4.testing.tiny_checkpoint import write_checkpoint
 
 MODEL_NAME = "jinaai/jina-embeddings-v4"
 PAGE_SIZE = (672, 896)  # width, height: 48 x 64 patches = 3072
@@ -88,45 +83,6 @@ F32_SLACK = 1.25
 
 
 # -- FLOPs ---------------------------------------------------------------
-
-
-def page_flops(config, patches, lm_tokens):
-    """The model's FLOPs for one page: ``patches`` 14x14 patches in the
-    vision tower, ``lm_tokens`` tokens in the language model.
-
-    Counts the linear layers (2 FLOPs per multiply-add) and attention
-    (QK^T and AV; causal attention counted as half), from the config;
-    LoRA, norms and activations excluded. Returns a dict of TFLOP.
-    """
-    v = config.vision_config
-    t = getattr(config, "text_config", config)
-    hv, iv, depth = v.hidden_size, v.intermediate_size, v.depth
-    merge = v.spatial_merge_size
-    full_layers = len(v.fullatt_block_indexes)
-    window = (v.window_size // v.patch_size) ** 2
-    patch_in = v.in_channels * v.temporal_patch_size * v.patch_size**2
-    merged = patches // (merge * merge)
-    wide = hv * merge * merge
-
-    vision = 2 * patches * depth * (4 * hv * hv + 3 * hv * iv)
-    vision += 2 * patches * patch_in * hv
-    vision += 2 * merged * (wide * wide + wide * v.out_hidden_size)
-    vision_attn = 4 * patches * hv * (
-        (depth - full_layers) * window + full_layers * patches
-    )
-
-    h, layers = t.hidden_size, t.num_hidden_layers
-    kv = t.num_key_value_heads * (h // t.num_attention_heads)
-    lm = 2 * lm_tokens * layers * (2 * h * h + 2 * h * kv + 3 * h * t.intermediate_size)
-    lm_attn = 2 * lm_tokens * lm_tokens * h * layers
-    tera = 1e12
-    return {
-        "vision_linear": vision / tera,
-        "vision_attention": vision_attn / tera,
-        "lm_linear": lm / tera,
-        "lm_attention": lm_attn / tera,
-        "total": (vision + vision_attn + lm + lm_attn) / tera,
-    }
 
 
 def peak_tflops(device, override):

@@ -27,8 +27,8 @@ import sys
 import tempfile
 import time
 
-import _common  # noqa: F401  (puts tests/ on sys.path)
-import support
+import _common
+from jina_embeddings_v4.testing import support
 
 import numpy as np
 
@@ -55,7 +55,7 @@ def main():
     os.environ["FIFTYONE_DATABASE_URI"] = support.start_private_mongod(
         os.environ["FIFTYONE_DATABASE_DIR"]
     )
-    src = support.import_repo_as_package()
+    import jina_embeddings_v4 as src
     sizes = (500, 2000) if args.quick else (5000, 20000)
     try:
         rows = [bench_size(src, n, tmp, args.queries) for n in sizes]
@@ -71,7 +71,7 @@ def main():
 
 def synthetic_pages(n, seed):
     """Yields batches of :class:`store.PageRows`."""
-    from jina_v4_src.index import store as st
+    from jina_embeddings_v4.index import store as st
 
     rng = np.random.default_rng(seed)
     topics = _unit(rng.normal(size=(TOPICS, DIM)).astype(np.float32))
@@ -106,8 +106,8 @@ def bench_size(src, n, tmp, n_queries):
     import fiftyone as fo
     import fiftyone.brain as fob
 
-    from jina_v4_src.index import store as st
-    from jina_v4_src.index.lancedb_store import LanceDBStore
+    from jina_embeddings_v4.index import store as st
+    from jina_embeddings_v4.index.lancedb_store import LanceDBStore
 
     uri = os.path.join(tmp, "lance-%d" % n)
     store = LanceDBStore(uri, "pages")
@@ -156,7 +156,7 @@ def bench_size(src, n, tmp, n_queries):
         rows.ids = [mapping[i] for i in rows.ids]
         fo_store.upsert(rows)
     fo_store.finalize()
-    from jina_v4_src.index import backend
+    from jina_embeddings_v4.index import backend
 
     config = backend.JinaMultivectorSimilarityConfig(
         model="jinaai/jina-embeddings-v4", uri=uri2, table_name="pages"
@@ -259,8 +259,8 @@ def bench_grid(src, tmp):
     import fiftyone as fo
     from fiftyone.server.samples import paginate_samples
 
-    from jina_v4_src.index import store as st
-    from jina_v4_src.index.lancedb_store import LanceDBStore
+    from jina_embeddings_v4.index import store as st
+    from jina_embeddings_v4.index.lancedb_store import LanceDBStore
 
     def make(name):
         ds = fo.Dataset(name, overwrite=True)

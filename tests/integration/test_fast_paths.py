@@ -1,0 +1,243 @@
+"""The GPU-minded fast paths: exact where they are the default, each equal
+to the stock path on the same batch, and the official outputs still met
+in batches that mix page sizes (float32 at 1e-6, bf16 at 1e-3)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from conftest import GOLDENS_DIR, TINY_SNAPSHOT
+
+from jina_embeddings_v4.model import attention
+from jina_embeddings_v4.model import batching
+from jina_embeddings_v4.model import encoder as jenc
+
+TASKS = ("retrieval", "text-matching", "code")
+
+
+@pytest.fixture(scope="module")
+def goldens():
+    with open(os.path.join(GOLDENS_DIR, "goldens_meta.json")) as f:
+        meta = json.load(f)
+    images = [
+        Image.open(os.path.join(GOLDENS_DIR, m["png"])).convert("RGB")
+        for m in meta["images"]
+    ]
+    return meta, np.load(os.path.join(GOLDENS_DIR, "goldens.npz")), images
+
+
+def _distance(a, b):
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    return 1 - np.sum(a * b, -1) / (
+        np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+    )
+
+
+def _worst(out, ref):
+    """The largest cosine distance over single and multi vectors."""
+    worst = float(np.max(_distance(out.single, ref.single)))
+    for a, b in zip(out.multi, ref.multi):
+        assert a.shape == b.shape
+        worst = max(worst, float(np.max(_distance(a, b))))
+    return worst
+
+
+# -- pure pieces -------------------------------------------------------------
+
+
+def test_plan_batches_by_count_and_tokens():
+    lengths = [10, 50, 30, 50, 20]
+    # longest first, ties in input order: 1, 3, 2, 4, 0
+    assert batching.plan_batches(lengths, 2) == [[1, 3], [2, 4], [0]]
+    # 3 * 50 > 120: the third item opens a new batch
+    assert batching.plan_batches(lengths, 8, 120) == [[1, 3], [2, 4, 0]]
+    # an item longer than the budget goes alone
+    assert batching.plan_batches([500, 5], 8, 100) == [[0], [1]]
+    assert batching.plan_batches([], 4) == []
+    with pytest.raises(ValueError, match="max_batch_tokens"):
+        batching.validate_max_batch_tokens(0)
+
+
+def test_right_padded():
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    assert jenc._right_padded(mask)
+    assert not jenc._right_padded(torch.tensor([[0, 1, 1]]))
+
+
+@pytest.mark.parametrize("lengths", [[64, 64, 64], [64, 40, 64, 25], [7]])
+def test_padded_sdpa_equals_one_call_per_window(lengths):
+    gen = torch.Generator().manual_seed(0)
+    total, heads, dim = sum(lengths), 4, 16
+    q, k, v = (
+        torch.randn(1, heads, total, dim, generator=gen) for _ in range(3)
+    )
+    cu = torch.tensor([0] + list(np.cumsum(lengths)))
+    out = attention.padded_sdpa(q, k, v, cu, scaling=dim**-0.5)
+    assert out.shape == (1, total, heads, dim)
+    start = 0
+    for n in lengths:
+        window = F.scaled_dot_product_attention(
+            q[:, :, start : start + n],
+            k[:, :, start : start + n],
+            v[:, :, start : start + n],
+            scale=dim**-0.5,
+        ).transpose(1, 2)
+        assert torch.allclose(out[:, start : start + n], window, atol=1e-6)
+        start += n
+
+
+def test_images_prepared_one_at_a_time_equal_a_batch(encoder, goldens):
+    _, _, images = goldens
+    together = encoder._image_inputs(images, 602112, 3136)
+    apart = [encoder.prepare_image(img) for img in images]
+    pixels, grids = batching.stack_prepared(apart)
+    assert torch.equal(pixels, together["pixel_values"])
+    assert torch.equal(grids, together["image_grid_thw"])
+
+
+# -- the defaults meet the official outputs in mixed batches --------------------
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_defaults_reproduce_goldens_in_mixed_batches(encoder, goldens, task):
+    meta, z, images = goldens
+    # all six pages (40 to 600 pixels wide) in one batch
+    out = encoder.encode_images(
+        images, task=task, batch_size=len(images), return_multi=True
+    )
+    assert encoder._modules.model.visual.config._attn_implementation == (
+        attention.PACKED
+    )
+    for i, image in enumerate(meta["images"]):
+        key = "image/%s/%s" % (image["id"], task)
+        assert _distance(out.single[i], z[key + "/single"]) <= 1e-6
+        assert np.max(_distance(out.multi[i], z[key + "/multi"])) <= 1e-6
+
+    golden_prompt = "query"
+    texts = [t["text"] for t in meta["texts"]]
+    out = encoder.encode_texts(
+        texts, task=task, batch_size=len(texts), return_multi=True
+    )
+    for i, text in enumerate(meta["texts"]):
+        key = "text/%s/%s/%s" % (text["id"], golden_prompt, task)
+        assert _distance(out.single[i], z[key + "/single"]) <= 1e-6
+        assert np.max(_distance(out.multi[i], z[key + "/multi"])) <= 1e-6
+
+
+# -- each fast path alone equals the stock path on the same batch ---------------
+
+
+@pytest.mark.parametrize(
+    "fast",
+    [
+        jenc.FastPaths("packed", False, False),
+        jenc.FastPaths("stock", True, False),
+        jenc.FastPaths("stock", False, True),
+        jenc.FastPaths(),
+    ],
+    ids=["vision-packed", "no-padding-mask", "prefetch", "all"],
+)
+def test_each_fast_path_equals_stock(encoder, goldens, fast):
+    _, _, images = goldens
+    stock = jenc.FastPaths.stock()
+    kwargs = dict(task="retrieval", batch_size=3, return_multi=True)
+    ref = encoder.encode_images(images, fast_paths=stock, **kwargs)
+    out = encoder.encode_images(images, fast_paths=fast, **kwargs)
+    assert _worst(out, ref) <= 1e-6
+
+    texts = ["a", "an invoice from 2024", "ein Vertrag " * 20]
+    ref = encoder.encode_texts(texts, fast_paths=stock, return_multi=True)
+    out = encoder.encode_texts(texts, fast_paths=fast, return_multi=True)
+    assert _worst(out, ref) <= 1e-6
+
+
+def test_token_budget_splits_batches_without_changing_vectors(
+    encoder, goldens
+):
+    _, _, images = goldens
+    calls = encoder.forward_calls
+    ref = encoder.encode_images(images, batch_size=6, return_multi=True)
+    assert encoder.forward_calls - calls == 1
+    calls = encoder.forward_calls
+    # the biggest page alone exceeds 600 tokens: 3 passes at this budget
+    tokens = sorted(
+        (encoder.count_image_tokens(i.size) for i in images), reverse=True
+    )
+    budget = max(tokens[0], 2 * tokens[1])
+    out = encoder.encode_images(
+        images, batch_size=6, return_multi=True, max_batch_tokens=budget
+    )
+    assert encoder.forward_calls - calls == len(
+        batching.plan_batches(tokens, 6, budget)
+    ) > 1
+    assert _worst(out, ref) <= 1e-6
+
+
+def test_bad_fast_path_values(encoder):
+    with pytest.raises(ValueError, match="'packed', 'stock'"):
+        encoder.encode_texts(["x"], fast_paths=jenc.FastPaths("fast"))
+    with pytest.raises(ValueError, match="merge_lora"):
+        jenc.JinaV4Encoder(TINY_SNAPSHOT, device="cpu", merge_lora="yes")
+
+
+# -- merged LoRA -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def merged():
+    return jenc.JinaV4Encoder(
+        TINY_SNAPSHOT, device="cpu", dtype="float32", merge_lora=True
+    )
+
+
+def test_merged_lora_float32_equals_unmerged_and_switches_tasks(
+    encoder, merged, goldens
+):
+    _, _, images = goldens
+    for task in ("retrieval", "code", "retrieval", "text-matching"):
+        ref = encoder.encode_images(images[:3], task=task, return_multi=True)
+        out = merged.encode_images(images[:3], task=task, return_multi=True)
+        assert merged._merged_task == task
+        assert _worst(out, ref) <= 1e-6
+
+
+def test_set_merge_lora_unmerges_and_merges_again(encoder, merged, goldens):
+    _, _, images = goldens
+    ref = encoder.encode_images(images[:2], return_multi=True)
+    merged.encode_images(images[:2])
+    assert merged._merged_task == "retrieval"
+    merged.set_merge_lora(False)
+    assert merged._merged_task is None
+    assert _worst(merged.encode_images(images[:2], return_multi=True), ref) <= 1e-6
+    assert merged._merged_task is None
+    merged.set_merge_lora(True)
+    assert _worst(merged.encode_images(images[:2], return_multi=True), ref) <= 1e-6
+    assert merged._merged_task == "retrieval"
+    with pytest.raises(ValueError, match="merge_lora"):
+        merged.set_merge_lora(1)
+
+
+def test_bf16_defaults_and_merged_lora_within_1e3_of_goldens(goldens):
+    meta, z, images = goldens
+    for merge in (False, True):
+        enc = jenc.JinaV4Encoder(
+            TINY_SNAPSHOT, device="cpu", dtype="bfloat16", merge_lora=merge
+        )
+        for task in ("retrieval", "code"):
+            out = enc.encode_images(
+                images, task=task, batch_size=6, return_multi=True
+            )
+            for i, image in enumerate(meta["images"]):
+                key = "image/%s/%s" % (image["id"], task)
+                assert _distance(out.single[i], z[key + "/single"]) <= 1e-3
+            texts = [t["text"] for t in meta["texts"]]
+            out = enc.encode_texts(texts, task=task, batch_size=8)
+            for i, text in enumerate(meta["texts"]):
+                key = "text/%s/query/%s" % (text["id"], task)
+                assert _distance(out.single[i], z[key + "/single"]) <= 1e-3

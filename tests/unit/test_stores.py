@@ -1,0 +1,184 @@
+"""The two stores of the multi-vector index, on the real engines.
+
+LanceDB embedded and qdrant-client's local mode, with random pages whose
+exact MaxSim ranking is computed here one pair at a time.
+"""
+
+import numpy as np
+import pytest
+
+from jina_embeddings_v4.index import store as st
+from jina_embeddings_v4.index.lancedb_store import LanceDBStore
+from jina_embeddings_v4.index.qdrant_store import QdrantStore, point_id
+
+N = 40
+DIM = 32
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def pages():
+    rng = np.random.default_rng(0)
+    ids = ["%024x" % (0xABC000 + i) for i in range(N)]
+    singles = _unit(rng.normal(size=(N, DIM))).astype(np.float32)
+    multis = [
+        _unit(rng.normal(size=(int(rng.integers(5, 30)), 128))).astype(
+            np.float16
+        )
+        for _ in range(N)
+    ]
+    grids = [(2, 2, 1)] * N
+    return st.PageRows(ids=ids, singles=singles, multis=multis, grids=grids)
+
+
+def _query(seed, n_items=1):
+    rng = np.random.default_rng(seed)
+    return st.Query(
+        singles=_unit(rng.normal(size=(n_items, DIM))).astype(np.float32),
+        multis=[
+            _unit(rng.normal(size=(6, 128))).astype(np.float32)
+            for _ in range(n_items)
+        ],
+    )
+
+
+def _brute_force(pages, query, ids=None):
+    """MaxSim one pair at a time, mean over the query items."""
+    out = {}
+    for sample_id, multi in zip(pages.ids, pages.multis):
+        if ids is not None and sample_id not in ids:
+            continue
+        page = multi.astype(np.float32)
+        out[sample_id] = float(
+            np.mean([(q @ page.T).max(axis=1).sum() for q in query.multis])
+        )
+    return out
+
+
+def _first_stage(pages, query, n, reverse=False, ids=None):
+    dots = pages.singles @ query.mean_single()
+    order = np.argsort(dots if reverse else -dots, kind="stable")
+    chosen = [pages.ids[i] for i in order if ids is None or pages.ids[i] in ids]
+    return set(chosen[:n])
+
+
+@pytest.fixture(params=["lancedb", "qdrant"])
+def store(request, pages, tmp_path):
+    if request.param == "lancedb":
+        s = LanceDBStore(str(tmp_path / "lance"), "pages")
+    else:
+        s = QdrantStore("pages", path=str(tmp_path / "qdrant"))
+    s.upsert(pages)
+    s.finalize()
+    yield s
+    s.close()
+
+
+def _assert_ranking(got_ids, got_scores, expected, k, reverse=False):
+    ranked = sorted(expected, key=lambda i: expected[i], reverse=not reverse)
+    assert got_ids == ranked[:k]
+    assert np.allclose(got_scores, [expected[i] for i in got_ids], atol=1e-4)
+
+
+def test_holds_what_was_written(store, pages):
+    assert store.count() == N
+    assert sorted(store.ids()) == sorted(pages.ids)
+    assert store.has(pages.ids[:3] + ["%024x" % 1]) == set(pages.ids[:3])
+
+
+def test_fetch_returns_rows_in_the_order_asked(store, pages):
+    ids = [pages.ids[7], "%024x" % 1, pages.ids[2]]
+    rows = store.fetch(ids)
+    assert rows.ids == [pages.ids[7], pages.ids[2]]
+    assert np.array_equal(rows.singles[0], pages.singles[7])
+    assert rows.multis[1].dtype == np.float16
+    assert np.array_equal(rows.multis[1], pages.multis[2])
+    assert [tuple(g) for g in rows.grids] == [(2, 2, 1), (2, 2, 1)]
+
+
+def test_exhaustive_search_is_exact_maxsim(store, pages):
+    query = _query(1)
+    ids, scores = store.search(query, k=7)
+    _assert_ranking(ids, scores, _brute_force(pages, query), 7)
+    all_ids, _ = store.search(query, k=None)
+    assert len(all_ids) == N
+
+
+def test_two_stage_search_ranks_the_first_stage_candidates(store, pages):
+    query = _query(2)
+    candidates = _first_stage(pages, query, 12)
+    ids, scores = store.search(query, k=5, candidates=12)
+    expected = _brute_force(pages, query, candidates)
+    _assert_ranking(ids, scores, expected, 5)
+
+
+def test_within_allowed_ids_reverse_and_several_queries(store, pages):
+    allowed = set(pages.ids[::2])
+    query = _query(3)
+    ids, scores = store.search(query, k=4, allowed_ids=allowed)
+    _assert_ranking(ids, scores, _brute_force(pages, query, allowed), 4)
+
+    ids, scores = store.search(query, k=4, reverse=True)
+    _assert_ranking(ids, scores, _brute_force(pages, query), 4, reverse=True)
+
+    both = _query(4, n_items=2)
+    candidates = _first_stage(pages, both, 15)
+    ids, scores = store.search(both, k=3, candidates=15)
+    _assert_ranking(ids, scores, _brute_force(pages, both, candidates), 3)
+
+    assert store.search(query, k=3, allowed_ids=set()) == ([], [])
+
+
+def test_vector_queries_rank_by_single_vectors(store, pages):
+    query = _query(5)
+    query.multis = None
+    ids, scores = store.search(query, k=5)
+    dots = pages.singles @ query.mean_single()
+    order = np.argsort(-dots)[:5]
+    assert ids == [pages.ids[i] for i in order]
+    assert np.allclose(scores, dots[order], atol=1e-5)
+
+
+def test_upsert_replaces_and_delete_removes(store, pages):
+    replaced = st.PageRows(
+        ids=[pages.ids[0]],
+        singles=pages.singles[1:2],
+        multis=[pages.multis[1]],
+        grids=[(1, 3, 2)],
+    )
+    store.upsert(replaced)
+    assert store.count() == N
+    row = store.fetch([pages.ids[0]])
+    assert np.array_equal(row.multis[0], pages.multis[1])
+    assert tuple(row.grids[0]) == (1, 3, 2)
+
+    store.delete(pages.ids[:5])
+    assert store.count() == N - 5
+    assert not store.has(pages.ids[:5])
+    store.drop()
+    assert store.count() == 0 and store.ids() == []
+
+
+def test_point_ids_are_reversible_uuids():
+    assert point_id("0123456789abcdef01234567") == (
+        "01234567-89ab-cdef-0123-456700000000"
+    )
+
+
+def test_qdrant_local_mode_is_released_between_calls(pages, tmp_path):
+    a = QdrantStore("pages", path=str(tmp_path / "shared"))
+    b = QdrantStore("pages", path=str(tmp_path / "shared"))
+    a.upsert(pages)
+    # a second client on the same folder works once a's call is over
+    assert b.count() == N
+    assert a.search(_query(6), k=2)[0] == b.search(_query(6), k=2)[0]
+
+
+def test_unknown_store_and_bad_qdrant_arguments():
+    with pytest.raises(ValueError, match="'lancedb', 'qdrant'"):
+        st.check_store("milvus")
+    with pytest.raises(ValueError, match="exactly one of url="):
+        QdrantStore("x")
