@@ -143,10 +143,7 @@ def run_add_pdfs(args):
     )
     for path, page, message in summary["failed"]:
         where = path if page is None else "%s page %d" % (path, page)
-        reason = message[len(path) :].lstrip(" :") if message.startswith(
-            path
-        ) else message
-        print("  failed: %s: %s" % (where, reason))
+        print("  failed: %s: %s" % (where, pdfs.failure_reason(path, message)))
 
     return 1 if summary["failed"] else 0
 

@@ -128,12 +128,18 @@ def _nothing_found_message(pdfs):
     return message
 
 
-def _skip(path, error):
-    """Logs why ``path`` is skipped, as ``Skipping <path>: <reason>``."""
+def failure_reason(path, error):
+    """Why ``path`` failed, without the path itself (messages of the
+    renderer often start with it)."""
     reason = str(error)
     if reason.startswith(path):
         reason = reason[len(path) :].lstrip(" :")
-    logger.warning("Skipping %s: %s", path, reason)
+    return reason
+
+
+def _skip(path, error):
+    """Logs why ``path`` is skipped, as ``Skipping <path>: <reason>``."""
+    logger.warning("Skipping %s: %s", path, failure_reason(path, error))
 
 
 def find_pdfs(pdfs):

@@ -108,7 +108,7 @@ def open_pdf(path, password=None):
     pdfium = import_pdfium()
 
     if not looks_like_pdf(path):
-        raise PdfError("%s is not a PDF (no %%PDF- header)" % path)
+        raise PdfError("%s: not a PDF (no %%PDF- header)" % path)
     try:
         return pdfium.PdfDocument(path, password=password)
     except pdfium.PdfiumError as e:

@@ -315,3 +315,59 @@ def test_the_script_creates_a_persistent_dataset(tmp_root):
     assert ds.persistent and len(ds) == 3
     assert set(ds.values("pdf_title")) == {"Memo"}
     ds.delete()
+
+
+def _add_pdfs_cli(*args):
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO_ROOT, "scripts", "add_pdfs.py")]
+        + list(args),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_the_script_exits_1_when_a_file_failed(tmp_path):
+    good = _text_pdf(str(tmp_path / "good.pdf"), ["one", "two"])
+    with open(tmp_path / "notes.pdf", "w") as f:
+        f.write("just some text, not a PDF\n")
+    name = "jina-pdf-exit-status"
+    proc = _add_pdfs_cli("--dataset", name, "--images-dir",
+                         str(tmp_path / "images"), str(tmp_path))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    # the summary is still printed, and the good file's pages were added
+    assert "2 pages added to 'jina-pdf-exit-status'" in proc.stdout
+    assert "1 failures" in proc.stdout
+    assert "failed: %s: not a PDF" % (tmp_path / "notes.pdf") in proc.stdout
+    assert "Skipping %s: not a PDF" % (tmp_path / "notes.pdf") in proc.stderr
+    assert len(fo.load_dataset(name)) == 2
+    fo.delete_dataset(name)
+    assert os.path.isfile(good)
+
+
+def test_the_script_names_a_missing_path_in_one_line(tmp_path):
+    missing = str(tmp_path / "nowhere")
+    proc = _add_pdfs_cli("--dataset", "jina-pdf-missing", "--images-dir",
+                         str(tmp_path / "images"), missing)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "jina-v4 add-pdfs: error: No such PDF file or folder: %s" % missing
+    )
+    assert "Traceback" not in proc.stderr
+    assert not fo.dataset_exists("jina-pdf-missing")
+
+
+def test_no_dataset_is_created_when_no_pdf_is_found(tmp_path):
+    import gzip
+
+    pdf = _text_pdf(str(tmp_path / "paper.pdf"), ["x"])
+    with open(pdf, "rb") as f, gzip.open(str(tmp_path / "paper.pdf.gz"), "wb") as g:
+        g.write(f.read())
+    os.remove(pdf)
+    proc = _add_pdfs_cli("--dataset", "jina-pdf-none", "--images-dir",
+                         str(tmp_path / "images"), str(tmp_path))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "No PDF files (*.pdf) in %s" % tmp_path in proc.stderr
+    assert "found 1 compressed ones" in proc.stderr
+    assert "gunzip -k" in proc.stderr
+    assert not fo.dataset_exists("jina-pdf-none")

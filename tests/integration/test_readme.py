@@ -92,7 +92,7 @@ def offline_form(language, block):
         code = block.replace(
             'foz.register_zoo_model_source("%s")' % PLACEHOLDER_URL, "pass"
         )
-        return "python", code.replace("/path/to/", os.path.expanduser("~/"))
+        return "python", code.replace('"/path/to/', '"~/')
     if first.startswith("jina-v4 add-pdfs"):
         return "shell", block
     if first.startswith("from jina_embeddings_v4.fiftyone.pdfs import"):

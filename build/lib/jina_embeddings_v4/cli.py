@@ -1,0 +1,266 @@
+"""The ``jina-v4`` command (also ``python -m jina_embeddings_v4``).
+
+    jina-v4 add-pdfs --dataset NAME --images-dir DIR PDF_OR_FOLDER...
+    jina-v4 embed-shard --dataset NAME --field FIELD --shard I/N
+    jina-v4 demo [--tiny | --auto-tiny] ...
+    jina-v4 install-tiny [--zoo-dir DIR]
+
+Each subcommand is a thin shell over a function a Python user can call
+too. Exit status: 0 on success, 1 when some work failed (the summary says
+which), 2 for bad arguments or a problem the message names.
+"""
+
+import argparse
+import logging
+import os
+import sys
+
+from . import options
+
+PROG = "jina-v4"
+
+
+def main(argv=None):
+    """Runs the command line; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["demo"]:
+        # the demo parses its own options (jina-v4 demo --help)
+        from .demo import main as demo_main
+
+        return demo_main(argv[1:], prog="%s demo" % PROG)
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        return args.run(args)
+    except (ValueError, OSError) as e:
+        # errors that explain themselves: one line, no traceback
+        print("%s %s: error: %s" % (PROG, args.command, e), file=sys.stderr)
+        return 2
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Jina Embeddings v4 for FiftyOne: import PDFs, embed "
+        "shards of a dataset, run the demo, install the tiny checkpoint",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_pdfs_arguments(
+        sub.add_parser(
+            "add-pdfs",
+            help="add the pages of PDF files to a dataset",
+            description="Add the pages of PDF files to a FiftyOne dataset, "
+            "one sample per page (resumable; nothing is added twice)",
+        )
+    )
+    embed_shard_arguments(
+        sub.add_parser(
+            "embed-shard",
+            help="embed one shard of a dataset (one process per device)",
+            description="Embed one shard of a FiftyOne dataset with Jina v4",
+        )
+    )
+    sub.add_parser(
+        "demo",
+        help="the quickstart: pages, embeddings, search, labels, map",
+        description="Run the quickstart; its options follow (see "
+        "`jina-v4 demo --help`)",
+        add_help=False,
+    )
+    install_tiny_arguments(
+        sub.add_parser(
+            "install-tiny",
+            help="install a tiny random checkpoint as the model's weights",
+            description="Install the zoo source with a generated tiny random "
+            "checkpoint as the model's weights, for offline pipeline checks "
+            "(its results are meaningless)",
+        )
+    )
+    return parser
+
+
+# -- add-pdfs ----------------------------------------------------------------
+
+
+def add_pdfs_arguments(parser):
+    parser.add_argument("pdfs", nargs="+", help="PDF files or folders")
+    parser.add_argument("--dataset", required=True, help="dataset name")
+    parser.add_argument(
+        "--images-dir", required=True, help="folder for the page PNGs"
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        default=options.DEFAULT_MAX_PIXELS,
+        help="pixel budget per page (default: the model's max_pixels, "
+        "%(default)s)",
+    )
+    parser.add_argument(
+        "--dpi", type=float, default=None, help="render at this DPI instead"
+    )
+    parser.add_argument("--password", default=None, help="for encrypted PDFs")
+    parser.add_argument(
+        "--no-text", action="store_true", help="skip the PDF's text layer"
+    )
+    parser.add_argument(
+        "--workers",
+        type=non_negative_int,
+        default=None,
+        help="rendering processes (default: the CPU count; 0: this one)",
+    )
+    parser.set_defaults(run=run_add_pdfs)
+
+
+def run_add_pdfs(args):
+    from .fiftyone import pdfs
+
+    summary = pdfs.add_pdfs(
+        args.dataset,
+        args.pdfs,
+        args.images_dir,
+        max_pixels=args.max_pixels,
+        dpi=args.dpi,
+        password=args.password,
+        text_field=None if args.no_text else pdfs.DEFAULT_TEXT_FIELD,
+        num_workers=args.workers,
+    )
+    print(
+        "%d pages added to '%s'; %d files already complete, %d replaced, "
+        "%d failures"
+        % (
+            summary["added"],
+            args.dataset,
+            len(summary["skipped"]),
+            len(summary["replaced"]),
+            len(summary["failed"]),
+        )
+    )
+    for path, page, message in summary["failed"]:
+        where = path if page is None else "%s page %d" % (path, page)
+        print("  failed: %s: %s" % (where, pdfs.failure_reason(path, message)))
+
+    return 1 if summary["failed"] else 0
+
+
+# -- embed-shard -------------------------------------------------------------
+
+
+def embed_shard_arguments(parser):
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--field", required=True, help="embeddings field")
+    parser.add_argument(
+        "--shard", required=True, help="I/N: this process's shard (from 0)"
+    )
+    parser.add_argument(
+        "--task", default=options.DEFAULT_TASK, choices=options.TASKS
+    )
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=("auto", "float32", "bfloat16", "float16"),
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=8)
+    parser.add_argument(
+        "--device", default=None, help="e.g. cuda:0 (default: CUDA if any)"
+    )
+    parser.add_argument(
+        "--num-workers",
+        type=non_negative_int,
+        default=None,
+        help="data loader workers",
+    )
+    parser.set_defaults(run=run_embed_shard)
+
+
+def run_embed_shard(args):
+    from .fiftyone import sharding
+
+    shard, num_shards = sharding.parse_shard(args.shard)
+    kwargs = {"task": args.task, "dtype": args.dtype}
+    if args.device:
+        kwargs["device"] = args.device
+    n = sharding.embed_shard(
+        args.dataset,
+        args.field,
+        shard,
+        num_shards,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        **kwargs,
+    )
+    print(
+        "shard %d/%d: embedded %d samples into '%s'"
+        % (shard, num_shards, n, args.field)
+    )
+    return 0
+
+
+# -- install-tiny ------------------------------------------------------------
+
+
+def install_tiny_arguments(parser):
+    parser.add_argument(
+        "--zoo-dir",
+        default=None,
+        help="the model zoo folder (default: FiftyOne's model_zoo_dir, "
+        "i.e. $FIFTYONE_MODEL_ZOO_DIR or ~/fiftyone/__models__)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the random weights"
+    )
+    parser.set_defaults(run=run_install_tiny)
+
+
+def run_install_tiny(args):
+    zoo_dir = args.zoo_dir
+    if zoo_dir is None:
+        import fiftyone as fo
+
+        zoo_dir = fo.config.model_zoo_dir
+
+    from .testing.tiny_checkpoint import install_tiny
+
+    weights = install_tiny(os.path.abspath(os.path.expanduser(zoo_dir)), args.seed)
+    print("tiny random checkpoint installed in %s" % weights)
+    print(
+        "its vectors are meaningless: use it to check pipelines offline. "
+        "In a new shell: export FIFTYONE_MODEL_ZOO_DIR=%s"
+        % os.path.abspath(os.path.expanduser(zoo_dir))
+    )
+    return 0
+
+
+# -- argument types ----------------------------------------------------------
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    try:
+        return options.check_positive_int("value", int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            "expected a positive integer, got %r" % text
+        )
+
+
+def non_negative_int(text):
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            "expected an integer >= 0, got %r" % text
+        )
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

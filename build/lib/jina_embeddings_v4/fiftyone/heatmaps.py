@@ -1,0 +1,245 @@
+"""Query heatmaps as FiftyOne labels: where each page matched a query.
+
+The maths is in ``scoring/heatmaps.py``; this layer turns it into labels:
+
+- an ``fo.Heatmap`` per page, one cell per merged 28x28 patch of the page
+  as the model saw it (``(rows, cols)`` of the processed grid, not
+  upsampled; the App stretches it over the image exactly), float32,
+  with one ``range`` shared by every map of a call. Its attributes:
+  ``query``, ``maxsim`` (the page's MaxSim score), ``prefix_share`` and
+  ``template_share`` (see :class:`jina_embeddings_v4.scoring.heatmaps.MaxSimParts`);
+- optionally an ``fo.Keypoints`` with one keypoint per query token whose
+  best match is an image token, at that cell's centre, labelled with the
+  token and carrying its ``contribution`` to the MaxSim score.
+
+The query's instruction prefix (``Query: ``) is left out of the maps:
+those tokens are the same for every query, so what they match says
+nothing about the query (their share of the score is reported instead).
+
+Where the pages' multi vectors are in a ``jina_multivector`` index they
+are read from it (no forward pass); other pages are embedded, batched.
+"""
+
+import logging
+
+import numpy as np
+
+import fiftyone.core.labels as fol
+import fiftyone.core.utils as fou
+
+from .. import options
+from ..scoring import heatmaps as hm
+from ..io import image_inputs
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_FIELD = "query_heatmap"
+BACKEND = options.BACKEND_NAME
+
+
+def compute_heatmaps(
+    samples,
+    query,
+    model,
+    heatmap_field=DEFAULT_FIELD,
+    keypoints_field=None,
+    brain_key=None,
+    batch_size=8,
+    floor_quantile=hm.DEFAULT_FLOOR_QUANTILE,
+    skip_failures=True,
+    progress=None,
+):
+    """Writes a query heatmap for each sample.
+
+    Args:
+        samples: a FiftyOne dataset or view
+        query: the text query
+        model: a loaded ``jinaai/jina-embeddings-v4`` zoo model
+        heatmap_field ("query_heatmap"): the ``fo.Heatmap`` field to write
+        keypoints_field (None): an ``fo.Keypoints`` field to write with
+            each query token's best cell, or None
+        brain_key (None): a ``jina_multivector`` index to read the pages'
+            multi vectors from; by default the dataset's index of the
+            model's settings, if any
+        batch_size (8): pages per forward pass for pages not in an index
+        floor_quantile (0.5): the share of the call's cells left
+            transparent (see :func:`jina_embeddings_v4.scoring.heatmaps.shared_range`)
+        skip_failures (True): skip unreadable images with a warning
+            (their fields are left as they were) rather than raise
+        progress (None): FiftyOne's progress bar setting
+
+    Returns:
+        the number of samples written
+    """
+    query_multi, tokens, n_prefix = query_vectors(model, query)
+    if heatmap_field is None and keypoints_field is None:
+        raise ValueError("Nothing to write: set heatmap_field or keypoints_field")
+    options.check_positive_int("batch_size", batch_size)
+
+    ids = samples.values("id")
+    pages = {}
+    index = _find_index(samples, model, brain_key)
+    if index is not None:
+        rows = index.get_multivectors(ids)
+        pages.update(zip(rows.ids, zip(rows.multis, rows.grids)))
+
+    missing = [i for i in ids if i not in pages]
+    if missing:
+        pages.update(
+            _embed_pages(
+                samples, model, missing, batch_size, skip_failures, progress
+            )
+        )
+
+    written = [i for i in ids if i in pages]
+    if not written:
+        logger.warning("No readable page: no heatmaps written")
+        return 0
+
+    labels = page_labels(
+        query,
+        query_multi,
+        tokens,
+        n_prefix,
+        [pages[i] for i in written],
+        floor_quantile,
+    )
+    write_labels(samples, written, labels, heatmap_field, keypoints_field)
+    return len(written)
+
+
+def query_vectors(model, query):
+    """The query's multi vectors, its tokens and its prefix length."""
+    if not isinstance(query, str) or not query.strip():
+        raise ValueError("query must be a non-empty string, got %r" % (query,))
+
+    multi = model.embed_prompts_multivectors([query])[0]
+    tokens, n_prefix = model.encoder.prompt_tokens(
+        [query],
+        task=model.config.task,
+        prompt_name=model.config.query_prompt_name,
+    )[0]
+    return multi, tokens, n_prefix
+
+
+def page_labels(query, query_multi, tokens, n_prefix, pages, floor_quantile):
+    """``(heatmap, keypoints)`` labels for ``pages`` (``(multi, grid)``
+    pairs), with one range for all."""
+    maps = [hm.cell_map(query_multi, m, g, n_prefix) for m, g in pages]
+    value_range = hm.shared_range(maps, floor_quantile)
+    labels = []
+    for (multi, grid), cells in zip(pages, maps):
+        parts = hm.maxsim_parts(query_multi, multi, grid, n_prefix)
+        heatmap = fol.Heatmap(map=cells, range=value_range)
+        heatmap["query"] = query
+        heatmap["maxsim"] = parts.score
+        heatmap["prefix_share"] = parts.prefix_share
+        heatmap["template_share"] = parts.template_share
+        keypoints = fol.Keypoints(
+            keypoints=[
+                fol.Keypoint(
+                    label=tokens[t].strip() or repr(tokens[t]),
+                    points=[list(hm.cell_center(cell, grid))],
+                    contribution=float(parts.contributions[t]),
+                )
+                for t, cell in enumerate(parts.cells)
+                if cell is not None
+            ]
+        )
+        labels.append((heatmap, keypoints))
+    return labels
+
+
+def write_labels(samples, ids, labels, heatmap_field, keypoints_field):
+    dataset = samples._root_dataset
+    for field, k in ((heatmap_field, 0), (keypoints_field, 1)):
+        if field is not None:
+            dataset.set_values(
+                field,
+                {i: label[k] for i, label in zip(ids, labels)},
+                key_field="id",
+            )
+
+
+def clear_field(dataset, field, keep_ids):
+    """Sets ``field`` to None on the samples that have it, except
+    ``keep_ids`` (the heatmaps of an earlier query would mislead)."""
+    if not dataset.has_field(field):
+        return
+
+    keep = set(keep_ids)
+    stale = [i for i in dataset.exists(field).values("id") if i not in keep]
+    if stale:
+        dataset.set_values(field, {i: None for i in stale}, key_field="id")
+
+
+def _find_index(samples, model, brain_key):
+    dataset = samples._root_dataset
+    if brain_key is not None:
+        info = dataset.get_brain_info(brain_key)
+        if info.config.method != BACKEND:
+            raise ValueError(
+                "Brain key '%s' is not a jina_multivector index" % brain_key
+            )
+        index = dataset.load_brain_results(brain_key)
+        index.config.check_model(model)
+        return index
+
+    for key in dataset.list_brain_runs():
+        config = dataset.get_brain_info(key).config
+        if config.method != BACKEND:
+            continue
+        try:
+            config.check_model(model)
+        except ValueError:
+            continue
+        index = dataset.load_brain_results(key)
+        if index is not None:
+            return index
+
+    return None
+
+
+def _embed_pages(samples, model, ids, batch_size, skip_failures, progress):
+    view = samples._root_dataset.select(ids, ordered=True)
+    ids, paths = view.values(["id", "filepath"])
+    pages = {}
+    with fou.ProgressBar(total=len(ids), progress=progress) as pb:
+        # EXIF rotation applied, as for embeddings: the map lies over what
+        # the App shows
+        for batch, images, count in image_inputs.readable_batches(
+            ids, paths, batch_size, skip_failures, logger
+        ):
+            if images:
+                _, multis, grids = model.embed_images_with_multivectors(images)
+                pages.update(zip(batch, zip(multis, grids)))
+
+            pb.update(count)
+
+    return pages
+
+
+def heatmaps_for_search(index, query, ids):
+    """Writes the heatmaps of a text search's top ``ids`` into the index's
+    ``heatmap_field`` (clearing it elsewhere); used by the
+    ``jina_multivector`` index after each text query."""
+    config = index.config
+    dataset = index._samples._root_dataset
+    model = index.get_model()
+    prompt = query.prompts[0]
+    tokens, n_prefix = model.encoder.prompt_tokens(
+        [prompt], task=model.config.task,
+        prompt_name=model.config.query_prompt_name,
+    )[0]
+    rows = index.get_multivectors(ids)
+    if len(rows):
+        labels = page_labels(
+            prompt,
+            np.asarray(query.multis[0], np.float32),
+            tokens,
+            n_prefix,
+            list(zip(rows.multis, rows.grids)),
+            hm.DEFAULT_FLOOR_QUANTILE,
+        )
+        write_labels(dataset, rows.ids, labels, config.heatmap_field, None)
+    clear_field(dataset, config.heatmap_field, rows.ids)

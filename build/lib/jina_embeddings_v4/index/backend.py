@@ -1,0 +1,756 @@
+"""The ``jina_multivector`` similarity backend: late interaction as
+FiftyOne's own search, with the vectors outside the sample documents.
+
+``fob.compute_similarity(dataset, model="jinaai/jina-embeddings-v4",
+backend="jina_multivector", ...)`` embeds each page once (single and multi
+vectors from one forward pass) and keeps both in a store (LanceDB or
+Qdrant, see ``store.py``). ``sort_by_similarity`` then ranks by exact
+MaxSim over the single-vector first stage's ``k * oversample`` candidates,
+in Python and in the App. Distances are MaxSim sums over the query's
+tokens: higher is more similar.
+
+How the pages reach the store: FiftyOne's ``compute_similarity`` hands
+this index the model (``results._model = model``) before it computes the
+embeddings; the index attaches itself to the model there, so the model
+writes each batch's vectors to the store as FiftyOne's data loader feeds
+it, and detaches when FiftyOne adds the embeddings to the index.
+"""
+
+import logging
+import os
+import re
+import uuid
+
+import numpy as np
+
+import eta.core.utils as etau
+
+import fiftyone as fo
+import fiftyone.core.utils as fou
+import fiftyone.zoo as foz
+from fiftyone.brain.similarity import (
+    Similarity,
+    SimilarityConfig,
+    SimilarityIndex,
+)
+
+from .. import options
+from ..io import image_inputs
+from . import capture
+from . import register
+from . import store as st
+
+logger = logging.getLogger(__name__)
+
+BACKEND = options.BACKEND_NAME
+MODEL_NAME = options.MODEL_NAME
+DEFAULT_OVERSAMPLE = 4
+QDRANT_API_KEY_ENV = "QDRANT_API_KEY"
+
+# pages embedded per forward pass when the index embeds pages itself
+# (add_to_index of pages it has not seen)
+EMBED_BATCH_SIZE = 8
+
+_OPTIONS = (
+    "store",
+    "oversample",
+    "uri",
+    "url",
+    "path",
+    "api_key",
+    "table_name",
+    "heatmap_field",
+    "heatmap_k",
+)
+
+
+def default_uri():
+    """Where LanceDB indexes go by default: beside FiftyOne's model zoo
+    folder (``~/fiftyone/jina_multivector`` with FiftyOne's defaults)."""
+    zoo_dir = os.path.abspath(os.path.expanduser(fo.config.model_zoo_dir))
+    return os.path.join(os.path.dirname(zoo_dir), "jina_multivector")
+
+
+class JinaMultivectorSimilarityConfig(SimilarityConfig):
+    """Configuration of a ``jina_multivector`` index.
+
+    Args:
+        store ("lancedb"): ``"lancedb"`` (embedded, on local disk) or
+            ``"qdrant"`` (a server or cluster, or local mode)
+        oversample (4): first-stage candidates per returned sample: the
+            single-vector search takes ``k * oversample`` candidates, which
+            are ranked by exact MaxSim. None ranks every indexed sample by
+            MaxSim (exhaustive)
+        uri (None): the LanceDB folder; by default
+            ``jina_multivector`` beside FiftyOne's model zoo folder
+        url (None): a Qdrant server or cluster, e.g.
+            ``"http://localhost:6333"``
+        path (None): a folder for qdrant-client's local mode (one process
+            at a time, brute force: for tests and small data)
+        api_key (None): the Qdrant API key (never stored with the run; by
+            default from fiftyone-brain's config or ``QDRANT_API_KEY``)
+        table_name (None): the LanceDB table or Qdrant collection; by
+            default ``fiftyone_<dataset>_<brain key>``
+        heatmap_field (None): a field in which each text search writes
+            query heatmaps for its top results (see ``heatmaps.py``); None
+            writes none
+        heatmap_k (10): how many of the top results get a heatmap
+        **kwargs: the arguments of ``SimilarityConfig`` (``model``,
+            ``model_kwargs``, ...)
+    """
+
+    def __init__(
+        self,
+        store="lancedb",
+        oversample=DEFAULT_OVERSAMPLE,
+        uri=None,
+        url=None,
+        path=None,
+        api_key=None,
+        table_name=None,
+        heatmap_field=None,
+        heatmap_k=10,
+        embeddings_field=None,
+        model=None,
+        model_kwargs=None,
+        patches_field=None,
+        roi_field=None,
+        supports_prompts=None,
+        **kwargs,
+    ):
+        # anything else is a typo: FiftyOne would store it silently
+        unknown = sorted(set(kwargs) - {"task"})
+        if unknown:
+            raise ValueError(
+                "Unknown option(s) %s for the jina_multivector backend; "
+                "valid options are: %s"
+                % (", ".join(unknown), ", ".join(_OPTIONS))
+            )
+        kwargs.pop("task", None)
+
+        st.check_store(store)
+        options.check_positive_int("oversample", oversample, allow_none=True)
+        options.check_positive_int("heatmap_k", heatmap_k)
+        if patches_field is not None or roi_field is not None:
+            raise ValueError(
+                "The jina_multivector backend indexes whole pages; "
+                "patches_field and roi_field are not supported"
+            )
+        if embeddings_field is not None:
+            raise ValueError(
+                "The jina_multivector backend computes its own single and "
+                "multi vectors (one forward pass per batch); do not pass "
+                "embeddings=%r" % embeddings_field
+            )
+
+        space = _vector_space_of(model, model_kwargs)
+        if store == "qdrant" and (url is None) == (path is None):
+            raise ValueError(
+                "store='qdrant' needs exactly one of url= (a Qdrant server "
+                "or cluster) or path= (qdrant-client's local mode)"
+            )
+        if store == "lancedb":
+            uri = os.path.abspath(os.path.expanduser(uri or default_uri()))
+
+        super().__init__(
+            model=model,
+            model_kwargs=model_kwargs,
+            supports_prompts=supports_prompts,
+            **kwargs,
+        )
+        self.store = store
+        self.oversample = oversample
+        self.uri = uri if store == "lancedb" else None
+        self.url = url
+        self.path = (
+            os.path.abspath(os.path.expanduser(path)) if path else None
+        )
+        self.table_name = table_name
+        self.heatmap_field = heatmap_field
+        self.heatmap_k = heatmap_k
+        self.task = space["task"]
+        self._space = space
+        self._api_key = api_key
+
+    @property
+    def method(self):
+        return BACKEND
+
+    @property
+    def api_key(self):
+        return self._api_key
+
+    @api_key.setter
+    def api_key(self, value):
+        self._api_key = value
+
+    @property
+    def max_k(self):
+        return None
+
+    @property
+    def supports_least_similarity(self):
+        return True
+
+    @property
+    def supported_aggregations(self):
+        return ("mean",)
+
+    def load_credentials(self, api_key=None):
+        self._load_parameters(api_key=api_key)
+        if self._api_key is None:
+            self._api_key = os.environ.get(QDRANT_API_KEY_ENV) or None
+
+    def check_model(self, model):
+        """Raises a ValueError unless ``model`` is a Jina v4 zoo model that
+        embeds into this index's vector space (task, vector mode, ...)."""
+        if not hasattr(model, "embed_images_with_multivectors"):
+            raise ValueError(
+                "The jina_multivector backend needs the %s zoo model; got "
+                "%s" % (MODEL_NAME, type(model).__name__)
+            )
+
+        theirs = options.vector_space(model.config)
+        for name in options.space_differences(self._space, theirs):
+            ours = self._space[name]
+            raise ValueError(
+                "This index was built with %s=%r but the model uses "
+                "%s=%r; load the model with %s=%r"
+                % (name, ours, name, theirs[name], name, ours)
+            )
+
+    def open_store(self):
+        """Opens this index's store (nothing is created before a write)."""
+        if self.store == "lancedb":
+            from .lancedb_store import LanceDBStore
+
+            return LanceDBStore(self.uri, self.table_name)
+
+        from .qdrant_store import QdrantStore
+
+        return QdrantStore(
+            self.table_name,
+            url=self.url,
+            path=self.path,
+            api_key=self._api_key,
+        )
+
+
+def _vector_space_of(model, model_kwargs):
+    if model is None:
+        raise ValueError(
+            "The jina_multivector backend needs the model: pass "
+            "model=%r (with its settings in model_kwargs)" % MODEL_NAME
+        )
+
+    if etau.is_str(model):
+        if model != MODEL_NAME:
+            raise ValueError(
+                "The jina_multivector backend works with model=%r only, "
+                "got %r" % (MODEL_NAME, model)
+            )
+        return options.vector_space(model_kwargs or {})
+
+    if not hasattr(model, "embed_images_with_multivectors"):
+        raise ValueError(
+            "The jina_multivector backend needs the %s zoo model; got %s"
+            % (MODEL_NAME, type(model).__name__)
+        )
+    return options.vector_space(model.config)
+
+
+def default_table_name(dataset, brain_key):
+    """``fiftyone_<dataset id>_<brain key>`` in the characters every store
+    accepts (a random suffix when there is no brain key). The id, not the
+    name: a dataset re-created under the same name gets new tables."""
+    key = brain_key if brain_key is not None else uuid.uuid4().hex[:12]
+    slug = re.sub(r"[^A-Za-z0-9_]+", "_", "%s_%s" % (dataset._doc.id, key))
+    return "fiftyone_" + slug.strip("_")
+
+
+class JinaMultivectorSimilarity(Similarity):
+    """The ``jina_multivector`` similarity method.
+
+    Args:
+        config: a :class:`JinaMultivectorSimilarityConfig`
+    """
+
+    def ensure_requirements(self):
+        # before FiftyOne registers the run: a missing engine or an
+        # unreachable server leaves the dataset as it was
+        st.import_engine(self.config.store)
+        if self.config.store == "qdrant" and self.config.url is not None:
+            self.config.load_credentials()
+            self.config.open_store().check_connection()
+
+    def ensure_usage_requirements(self):
+        st.import_engine(self.config.store)
+
+    def initialize(self, samples, brain_key):
+        explicit = self.config.table_name is not None
+        index = JinaMultivectorSimilarityIndex(
+            samples, self.config, brain_key, backend=self
+        )
+        if getattr(self, "_resuming", False):
+            return index
+
+        count = index.store.count()
+        if count and explicit:
+            raise ValueError(
+                "The %s table/collection %r holds %d pages already; pass "
+                "another table_name, or load the index it belongs to"
+                % (self.config.store, self.config.table_name, count)
+            )
+        if count:
+            # a default name is this dataset's and brain key's: what is
+            # there was left by a run deleted without cleanup
+            logger.info(
+                "Dropping %d pages left in %r by an earlier run",
+                count,
+                self.config.table_name,
+            )
+            index.store.drop()
+        return index
+
+    def register_run(self, samples, key, overwrite=True, cleanup=True):
+        """Registers the run; a run of this backend that was interrupted
+        before it saved results (same key, same store and table) is taken
+        over, so that its rows are reused instead of recomputed."""
+        if key is not None and key in samples.list_brain_runs():
+            previous = samples.get_brain_info(key).config
+            if self._resumes(samples, key, previous):
+                logger.info(
+                    "Resuming the interrupted jina_multivector build '%s'",
+                    key,
+                )
+                self.config.table_name = previous.table_name
+                self._resuming = True
+                return super().register_run(
+                    samples, key, overwrite=True, cleanup=False
+                )
+
+        return super().register_run(
+            samples, key, overwrite=overwrite, cleanup=cleanup
+        )
+
+    def _resumes(self, samples, key, previous):
+        if not isinstance(previous, JinaMultivectorSimilarityConfig):
+            return False
+        if samples.load_brain_results(key) is not None:
+            return False
+
+        same = ("store", "uri", "url", "path", "task")
+        if any(getattr(previous, a) != getattr(self.config, a) for a in same):
+            raise ValueError(
+                "Brain key '%s' holds an interrupted jina_multivector build "
+                "with other settings (%s); delete it with "
+                "dataset.delete_brain_run(%r) or use another brain_key"
+                % (
+                    key,
+                    ", ".join(
+                        "%s=%r" % (a, getattr(previous, a)) for a in same
+                    ),
+                    key,
+                )
+            )
+        return self.config.table_name in (None, previous.table_name)
+
+    def get_fields(self, samples, brain_key):
+        return []
+
+    def cleanup(self, samples, key):
+        self.config.load_credentials()
+        if self.config.table_name is not None:
+            store = self.config.open_store()
+            store.drop()
+            store.close()
+
+
+class JinaMultivectorSimilarityIndex(SimilarityIndex):
+    """A ``jina_multivector`` index: single and multi vectors of each page
+    in a store, searched by exact MaxSim.
+
+    Args:
+        samples: the collection indexed
+        config: a :class:`JinaMultivectorSimilarityConfig`
+        brain_key: the brain key
+        backend (None): a :class:`JinaMultivectorSimilarity`
+    """
+
+    def __init__(self, samples, config, brain_key, backend=None):
+        self._store = None
+        self._fresh_ids = set()
+        super().__init__(samples, config, brain_key, backend=backend)
+        if config.table_name is None:
+            config.table_name = default_table_name(
+                samples._root_dataset, brain_key
+            )
+            if brain_key is not None:
+                self.save_config()
+
+    # -- the model -----------------------------------------------------------
+
+    @property
+    def _model(self):
+        return self.__dict__.get("_jina_model")
+
+    @_model.setter
+    def _model(self, model):
+        # FiftyOne's compute_similarity() sets the model right before it
+        # computes the embeddings: from here on, the pages it embeds come
+        # to this index too (single and multi vectors, one forward pass)
+        if model is not None:
+            self.config.check_model(model)
+            capture.attach(model, self)
+        self.__dict__["_jina_model"] = model
+
+    def get_model(self):
+        """The index's model, loaded by name (never attached)."""
+        model = self.__dict__.get("_jina_model")
+        if model is None:
+            model = foz.load_zoo_model(
+                self.config.model, **(self.config.model_kwargs or {})
+            )
+            self.config.check_model(model)
+            self.__dict__["_jina_model"] = model
+
+        return model
+
+    def _detach(self):
+        model = self.__dict__.get("_jina_model")
+        if model is not None:
+            capture.detach(model, self)
+
+    # -- what the model writes while attached ----------------------------------
+
+    def indexed_ids(self):
+        """The ids already in the store (a resumed build skips them)."""
+        return self.store.ids()
+
+    def stored_singles(self, ids):
+        """``{id: single vector}`` of stored pages."""
+        if not ids:
+            return {}
+
+        rows = self.store.fetch(ids, multi=False)
+        self._fresh_ids.update(rows.ids)
+        return dict(zip(rows.ids, rows.singles))
+
+    def write(self, ids, singles, multis, grids):
+        """Writes pages to the store at once, so an interrupted build keeps
+        every batch it finished."""
+        self.store.upsert(
+            st.PageRows(
+                ids=list(ids),
+                singles=np.asarray(singles, np.float32),
+                multis=[np.asarray(m, np.float16) for m in multis],
+                grids=list(grids),
+            )
+        )
+        self._fresh_ids.update(ids)
+
+    # -- the store -------------------------------------------------------------
+
+    @property
+    def store(self):
+        """The store holding the vectors (see ``store.py``)."""
+        if self._store is None:
+            self._store = self.config.open_store()
+
+        return self._store
+
+    @property
+    def is_external(self):
+        return True
+
+    @property
+    def total_index_size(self):
+        return self.store.count()
+
+    @property
+    def sample_ids(self):
+        return np.array(self.store.ids(), dtype=object)
+
+    def add_to_index(
+        self,
+        embeddings,
+        sample_ids,
+        label_ids=None,
+        overwrite=True,
+        allow_existing=True,
+        warn_existing=False,
+        reload=True,
+    ):
+        """Adds samples to the index.
+
+        The index computes its own vectors (single and multi vectors come
+        from one forward pass): pages embedded while the index was attached
+        to the model (``compute_similarity``, :meth:`compute_embeddings`)
+        are stored already, and any other sample is embedded from its
+        image here. ``embeddings`` may therefore be None; when given, they
+        must be one row per sample id.
+
+        Args:
+            embeddings: the samples' single vectors, or None
+            sample_ids: the sample ids
+            label_ids (None): not supported (whole pages only)
+            overwrite (True): whether to re-embed samples that the index
+                holds from earlier
+            allow_existing (True): with ``overwrite=False``, whether ids
+                already in the index are skipped (True) or an error
+            warn_existing (False): log the ids skipped
+            reload (True): refresh the current view afterwards
+        """
+        self._detach()
+        if label_ids is not None:
+            raise ValueError("The jina_multivector index holds whole pages")
+
+        ids = [str(i) for i in sample_ids]
+        if embeddings is not None and len(embeddings) != len(ids):
+            raise ValueError(
+                "Got %d embeddings for %d sample ids"
+                % (len(embeddings), len(ids))
+            )
+
+        todo = [i for i in ids if i not in self._fresh_ids]
+        existing = self.store.has(todo) if todo else set()
+        if existing and not overwrite:
+            if not allow_existing:
+                raise ValueError(
+                    "Found %d ids (e.g. %s) that already exist in the index"
+                    % (len(existing), next(iter(existing)))
+                )
+            if warn_existing:
+                logger.warning(
+                    "Skipping %d ids already in the index", len(existing)
+                )
+            todo = [i for i in todo if i not in existing]
+
+        if todo:
+            self._embed_samples(todo)
+
+        self.store.finalize()
+        self._fresh_ids = set()
+        if reload:
+            self.reload()
+
+    def compute_embeddings(self, samples, model=None, **kwargs):
+        """Embeds ``samples`` and stores them in the index as it goes
+        (pages the index holds are read, not recomputed); returns the
+        single vectors as FiftyOne's ``compute_embeddings`` does."""
+        model = model or self.get_model()
+        self.config.check_model(model)
+        capture.attach(model, self)
+        try:
+            return super().compute_embeddings(samples, model=model, **kwargs)
+        finally:
+            capture.detach(model, self)
+
+    def _embed_samples(self, ids, batch_size=EMBED_BATCH_SIZE):
+        model = self.get_model()
+        dataset = self._samples._root_dataset
+        view = dataset.select(ids, ordered=True)
+        ids, paths = view.values(["id", "filepath"])
+        with fou.ProgressBar(total=len(ids)) as pb:
+            for batch_ids, images, count in image_inputs.readable_batches(
+                ids, paths, batch_size, skip_failures=True, log=logger
+            ):
+                if images:
+                    singles, multis, grids = (
+                        model.embed_images_with_multivectors(images)
+                    )
+                    self.write(batch_ids, singles, multis, grids)
+
+                pb.update(count)
+
+    def remove_from_index(
+        self,
+        sample_ids=None,
+        label_ids=None,
+        allow_missing=True,
+        warn_missing=False,
+        reload=True,
+    ):
+        if label_ids is not None:
+            raise ValueError("The jina_multivector index holds whole pages")
+
+        ids = [str(i) for i in (sample_ids or [])]
+        if not allow_missing or warn_missing:
+            missing = set(ids) - self.store.has(ids)
+            if missing and not allow_missing:
+                raise ValueError(
+                    "%d ids (e.g. %s) are not in the index"
+                    % (len(missing), next(iter(missing)))
+                )
+            if missing:
+                logger.warning("%d ids are not in the index", len(missing))
+
+        self.store.delete(ids)
+        if reload:
+            self.reload()
+
+    def get_embeddings(
+        self,
+        sample_ids=None,
+        label_ids=None,
+        allow_missing=True,
+        warn_missing=False,
+    ):
+        """The single vectors of the given samples (all when None).
+
+        Returns:
+            ``(embeddings, sample_ids, None)``
+        """
+        if label_ids is not None:
+            raise ValueError("The jina_multivector index holds whole pages")
+
+        if sample_ids is None:
+            ids = self.store.ids()
+        elif etau.is_str(sample_ids):
+            ids = [sample_ids]
+        else:
+            ids = [str(i) for i in sample_ids]
+
+        rows = self.store.fetch(ids, multi=False)
+        missing = len(ids) - len(rows)
+        if missing:
+            if not allow_missing:
+                raise ValueError("%d ids are not in the index" % missing)
+            if warn_missing:
+                logger.warning("%d ids are not in the index", missing)
+
+        return rows.singles, np.array(rows.ids), None
+
+    def get_multivectors(self, sample_ids):
+        """The stored pages of these sample ids, with their multi vectors
+        (float16) and token grids: a :class:`store.PageRows` in the order
+        asked, without the ids the index does not hold."""
+        return self.store.fetch([str(i) for i in sample_ids], multi=True)
+
+    def cleanup(self):
+        self.store.drop()
+
+    def serialize(self, *args, **kwargs):
+        # FiftyOne saves the results once the build is over
+        self._detach()
+        self.store.finalize()
+        return super().serialize(*args, **kwargs)
+
+    # -- queries ---------------------------------------------------------------
+
+    def _parse_query(self, query):
+        if isinstance(query, st.Query):
+            return query
+
+        if query is None:
+            raise ValueError("A query is required")
+
+        if _is_image(query) or (
+            isinstance(query, (list, tuple))
+            and query
+            and all(_is_image(q) for q in query)
+        ):
+            images = list(query) if isinstance(query, (list, tuple)) else [query]
+            singles, multis, _ = self.get_model().embed_images_with_multivectors(
+                images
+            )
+            return st.Query(singles=singles, multis=multis)
+
+        if isinstance(query, np.ndarray):
+            if query.size == 0:
+                raise ValueError("The query vector is empty")
+            singles = np.atleast_2d(query.astype(np.float32))
+            return st.Query(singles=singles, multis=None)
+
+        items = [query] if etau.is_str(query) else list(query)
+        if not items:
+            raise ValueError("At least one query is required")
+
+        if all(etau.is_str(i) and _is_object_id(i) for i in items):
+            rows = self.store.fetch(items, multi=True)
+            missing = sorted(set(items) - set(rows.ids))
+            if missing:
+                raise ValueError(
+                    "Sample id(s) %s are not in this index" % missing[:5]
+                )
+            return st.Query(
+                singles=rows.singles,
+                multis=[m.astype(np.float32) for m in rows.multis],
+            )
+
+        bad = [i for i in items if not etau.is_str(i) or not i.strip()]
+        if bad:
+            raise ValueError(
+                "Text queries must be non-empty strings; got %r" % (bad[:3],)
+            )
+
+        model = self.get_model()
+        singles, multis = model.embed_prompts_with_multivectors(items)
+        return st.Query(singles=singles, multis=multis, prompts=items)
+
+    def _kneighbors(
+        self,
+        query=None,
+        k=None,
+        reverse=False,
+        aggregation=None,
+        return_dists=False,
+    ):
+        if query is None:
+            raise ValueError(
+                "The jina_multivector index answers queries; neighbor "
+                "graphs of the whole index (duplicates, uniqueness) need a "
+                "single-vector index, e.g. backend='sklearn'"
+            )
+        if aggregation not in (None, "mean"):
+            raise ValueError(
+                "Unsupported aggregation %r; the jina_multivector index "
+                "supports 'mean'" % (aggregation,)
+            )
+        options.check_positive_int("k", k, allow_none=True)
+
+        query = self._parse_query(query)
+        allowed = set(self.current_sample_ids) if self.has_view else None
+        candidates = None
+        if self.config.oversample is not None and k is not None:
+            candidates = int(k) * self.config.oversample
+
+        ids, scores = self.store.search(
+            query,
+            None if k is None else int(k),
+            candidates=candidates,
+            allowed_ids=allowed,
+            reverse=reverse,
+        )
+        if (
+            self.config.heatmap_field
+            and query.prompts
+            and len(query.prompts) == 1
+            and not reverse
+        ):
+            from ..fiftyone.heatmaps import heatmaps_for_search
+
+            heatmaps_for_search(self, query, ids[: self.config.heatmap_k])
+
+        if return_dists:
+            return ids, None, scores
+
+        return ids, None
+
+    @classmethod
+    def _from_dict(cls, d, samples, config, brain_key):
+        return cls(samples, config, brain_key)
+
+
+def _is_image(value):
+    from PIL import Image
+
+    return isinstance(value, Image.Image)
+
+
+def _is_object_id(value):
+    return len(value) == 24 and all(c in "0123456789abcdef" for c in value)
+
+
+# importing this module is enough for backend="jina_multivector"
+register()

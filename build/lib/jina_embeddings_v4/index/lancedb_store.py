@@ -1,0 +1,383 @@
+"""The multi-vector index in LanceDB: embedded, on local disk.
+
+One table per index, one row per page: ``sample_id``, ``vector`` (the
+single vector, float32), ``multivector`` (float16 ``[n_tokens, 128]``, a
+list of fixed-size lists), ``grid_rows``, ``grid_cols`` and
+``image_offset``. LanceDB's files are read by any number of processes at
+once (the App server is one), so nothing is kept open between calls beyond
+the connection. The first stage is LanceDB's own vector search (exact
+scan, dot product) on the single vectors; the candidates' multi vectors
+are then fetched and ranked by exact MaxSim in process.
+"""
+
+import datetime
+import logging
+import math
+import warnings
+
+import numpy as np
+
+from . import store as st
+
+logger = logging.getLogger(__name__)
+
+_ID = "sample_id"
+_IN_CHUNK = 1000
+
+# Below this many rows the first stage is an exact scan (a few tens of
+# milliseconds); from here on an IVF_FLAT index, probing a quarter of its
+# partitions (rows added since the index was built are scanned exactly)
+ANN_MIN_ROWS = 5000
+
+
+def _partitions(rows):
+    return max(16, int(math.sqrt(rows)))
+
+
+def _nprobes(rows):
+    return max(8, _partitions(rows) // 4)
+
+
+class LanceDBStore(object):
+    """A multi-vector index in a LanceDB table.
+
+    Args:
+        uri: the LanceDB folder
+        table_name: the table
+    """
+
+    def __init__(self, uri, table_name):
+        lancedb = st.import_engine("lancedb")
+        # LanceDB warns at every fork once imported; the processes forked
+        # here (FiftyOne's data loader workers, PDF renderers) never use
+        # LanceDB, which is what its warning is about
+        warnings.filterwarnings(
+            "ignore",
+            message="lancedb fork support is experimental",
+            category=RuntimeWarning,
+        )
+        self.uri = uri
+        self.table_name = table_name
+        self._pa = _import_pyarrow()
+        try:
+            self._db = lancedb.connect(uri)
+        except Exception as e:
+            raise ValueError(
+                "Could not open the LanceDB folder %r: %s" % (uri, e)
+            ) from e
+
+        self._table = None
+
+    # -- what it holds -----------------------------------------------------
+
+    @property
+    def table(self):
+        """The LanceDB table, or None before the first row is written."""
+        if self._table is None:
+            if self.table_name in self._db.list_tables().tables:
+                self._table = self._db.open_table(self.table_name)
+        else:
+            # other processes may have written since
+            self._table.checkout_latest()
+
+        return self._table
+
+    def count(self):
+        table = self.table
+        return 0 if table is None else table.count_rows()
+
+    def ids(self):
+        table = self.table
+        if table is None:
+            return []
+
+        out = table.search().select([_ID]).limit(None).to_arrow()
+        return out[_ID].to_pylist()
+
+    def has(self, ids):
+        return set(self._select(ids, [_ID])[_ID])
+
+    # -- writing -----------------------------------------------------------
+
+    def upsert(self, rows):
+        if not len(rows):
+            return
+
+        data = self._to_arrow(rows)
+        table = self.table
+        if table is None:
+            self._table = self._db.create_table(self.table_name, data=data)
+            return
+
+        (
+            table.merge_insert(_ID)
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute(data)
+        )
+
+    def delete(self, ids):
+        table = self.table
+        if table is None:
+            return
+
+        for chunk in _chunks(list(ids), _IN_CHUNK):
+            table.delete(_in_clause(chunk))
+
+    def finalize(self):
+        """After a build (or additions): compacts the one-fragment-per-batch
+        writes, drops the versions they leave behind (so the folder holds
+        what the index holds), indexes the sample ids, and from
+        ``ANN_MIN_ROWS`` rows on gives the single vectors an IVF_FLAT index
+        for the first stage."""
+        table = self.table
+        if table is None:
+            return
+
+        with warnings.catch_warnings():
+            # LanceDB warns that a reader of an older version could fail;
+            # readers here re-open the latest version on every call
+            warnings.filterwarnings("ignore", message=".*cleanup_older_than")
+            table.optimize(cleanup_older_than=datetime.timedelta(0))
+
+        names = " ".join(i.name for i in table.list_indices())
+        if _ID not in names:
+            from lancedb.index import BTree
+
+            table.create_index(_ID, config=BTree())
+
+        rows = table.count_rows()
+        if "vector" not in names and rows >= ANN_MIN_ROWS:
+            from lancedb.index import IvfFlat
+
+            table.create_index(
+                "vector",
+                config=IvfFlat(
+                    distance_type="dot", num_partitions=_partitions(rows)
+                ),
+            )
+
+    def drop(self):
+        if self.table_name in self._db.list_tables().tables:
+            self._db.drop_table(self.table_name)
+        self._table = None
+
+    def close(self):
+        self._table = None
+
+    # -- reading -----------------------------------------------------------
+
+    def fetch(self, ids, multi=True):
+        columns = [_ID, "vector", "grid_rows", "grid_cols", "image_offset"]
+        if multi:
+            columns.append("multivector")
+
+        found = self._select(ids, columns)
+        position = {sample_id: i for i, sample_id in enumerate(found[_ID])}
+        order = [position[i] for i in ids if i in position]
+        return PageColumns(found).rows(order, multi)
+
+    def search(self, query, k, candidates=None, allowed_ids=None, reverse=False):
+        table = self.table
+        if table is None or (allowed_ids is not None and not allowed_ids):
+            return [], []
+
+        where = None if allowed_ids is None else _in_clause(allowed_ids)
+        if query.multis is None:
+            return self._first_stage(query, k, where, reverse)
+
+        total = len(allowed_ids) if allowed_ids is not None else self.count()
+        if candidates is None or candidates >= total:
+            return self._exhaustive(query, k, where, reverse)
+
+        ids, _ = self._first_stage(query, candidates, where, reverse)
+        return st.maxsim_rank(query, self.fetch(ids), k, reverse)
+
+    def _first_stage(self, query, limit, where, reverse):
+        vector = query.mean_single()
+        search = (
+            self.table.search(
+                -vector if reverse else vector, vector_column_name="vector"
+            )
+            .distance_type("dot")
+            .select([_ID, "_distance"])
+            .nprobes(_nprobes(self.count()))
+        )
+        if where is not None:
+            search = search.where(where, prefilter=True)
+        if limit is not None:
+            search = search.limit(limit)
+        else:
+            search = search.limit(self.count())
+
+        out = search.to_arrow()
+        # distance "dot" is 1 - <q, v>
+        dots = 1.0 - np.asarray(out["_distance"].to_numpy(), np.float64)
+        scores = -dots if reverse else dots
+        return out[_ID].to_pylist(), [float(s) for s in scores]
+
+    def _exhaustive(self, query, k, where, reverse):
+        scan = self.table.search().select(
+            [_ID, "multivector", "grid_rows", "grid_cols", "image_offset"]
+        )
+        if where is not None:
+            scan = scan.where(where)
+
+        parts = []
+        for batch in scan.limit(None).to_batches(st.RERANK_CHUNK):
+            if batch.num_rows:
+                rows = PageColumns(batch).rows(range(batch.num_rows), True)
+                parts.append(st.maxsim_rank(query, rows, k, reverse))
+
+        return st.merge_ranked(parts, k, reverse)
+
+    def _select(self, ids, columns):
+        table = self.table
+        found = {c: [] for c in columns}
+        if table is None:
+            return found
+
+        for chunk in _chunks(list(ids), _IN_CHUNK):
+            out = (
+                table.search()
+                .where(_in_clause(chunk))
+                .select(columns)
+                .limit(len(chunk))
+                .to_arrow()
+            )
+            for c in columns:
+                found[c].extend(_column(out, c))
+
+        return found
+
+    def _to_arrow(self, rows):
+        pa = self._pa
+        singles = np.ascontiguousarray(rows.singles, dtype=np.float32)
+        vector = pa.FixedSizeListArray.from_arrays(
+            pa.array(singles.reshape(-1)), singles.shape[1]
+        )
+        lengths = [len(m) for m in rows.multis]
+        flat = np.concatenate(
+            [np.asarray(m, dtype=np.float16) for m in rows.multis]
+        )
+        tokens = pa.FixedSizeListArray.from_arrays(
+            pa.array(flat.reshape(-1)), st.MULTI_DIM
+        )
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+        multivector = pa.ListArray.from_arrays(pa.array(offsets), tokens)
+        grids = np.asarray(rows.grids, dtype=np.int32).reshape(-1, 3)
+        return pa.Table.from_arrays(
+            [
+                pa.array(rows.ids, pa.string()),
+                vector,
+                multivector,
+                pa.array(grids[:, 0]),
+                pa.array(grids[:, 1]),
+                pa.array(grids[:, 2]),
+            ],
+            names=[
+                _ID,
+                "vector",
+                "multivector",
+                "grid_rows",
+                "grid_cols",
+                "image_offset",
+            ],
+        )
+
+
+class PageColumns(object):
+    """Turns columns read from the table into :class:`store.PageRows`."""
+
+    def __init__(self, columns):
+        self._columns = columns
+
+    def _get(self, name):
+        return _column(self._columns, name)
+
+    def rows(self, order, multi):
+        order = list(order)
+        ids = self._get(_ID)
+        out = st.PageRows(ids=[ids[i] for i in order])
+        names = _names(self._columns)
+        if "vector" in names:
+            vectors = self._get("vector")
+            out.singles = (
+                np.stack([np.asarray(vectors[i], np.float32) for i in order])
+                if order
+                else np.zeros((0, 0), np.float32)
+            )
+        if multi:
+            multis = self._get("multivector")
+            out.multis = [_tokens(multis[i]) for i in order]
+        if "grid_rows" in names:
+            r, c, o = (
+                self._get(n) for n in ("grid_rows", "grid_cols", "image_offset")
+            )
+            out.grids = [(int(r[i]), int(c[i]), int(o[i])) for i in order]
+        return out
+
+
+def _tokens(value):
+    return np.asarray(value, dtype=np.float16).reshape(-1, st.MULTI_DIM)
+
+
+def _column(table, name):
+    """A column as a list of Python values, except the list columns,
+    which stay Arrow arrays (flattened without copies)."""
+    if isinstance(table, dict):
+        return table[name]
+
+    column = table.column(name)
+    if name == "multivector":
+        column = _combine(column)
+        offsets = column.offsets.to_numpy()
+        # flatten() honours slicing (.values would not)
+        tokens = column.flatten().flatten().to_numpy(zero_copy_only=False)
+        base = offsets[0]
+        tokens = tokens.reshape(-1, st.MULTI_DIM)
+        return [
+            tokens[offsets[i] - base : offsets[i + 1] - base]
+            for i in range(len(column))
+        ]
+    if name == "vector":
+        column = _combine(column)
+        dim = column.type.list_size
+        flat = column.flatten().to_numpy(zero_copy_only=False)
+        return list(flat.reshape(-1, dim)) if len(column) else []
+
+    return column.to_pylist()
+
+
+def _combine(column):
+    if hasattr(column, "combine_chunks"):
+        return column.combine_chunks()
+
+    return column
+
+
+def _names(table):
+    if isinstance(table, dict):
+        return list(table)
+
+    return table.schema.names
+
+
+def _import_pyarrow():
+    import pyarrow
+
+    return pyarrow
+
+
+def _in_clause(ids):
+    # sample ids are 24 hex characters: nothing to escape, but be strict
+    for i in ids:
+        if not isinstance(i, str) or not i.isalnum():
+            raise ValueError("Invalid sample id %r" % (i,))
+
+    return "%s IN (%s)" % (_ID, ", ".join("'%s'" % i for i in ids))
+
+
+def _chunks(items, size):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

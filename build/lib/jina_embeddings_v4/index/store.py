@@ -1,0 +1,156 @@
+"""The store interface of the multi-vector index, and what stores share.
+
+A store keeps, per sample id, the page's single vector (float32), its multi
+vectors (float16 ``[n_tokens, 128]``) and where its image tokens lie (the
+grid of merged 28x28 patches and the offset of the first image token). It
+knows nothing of FiftyOne. A store has a handful of methods:
+
+- ``count()``, ``ids()``, ``has(ids)``: what it holds
+- ``upsert(rows)``: add or replace :class:`PageRows`
+- ``delete(ids)``
+- ``fetch(ids, multi=True)``: :class:`PageRows` of the ids it holds
+- ``search(query, k, candidates, allowed_ids, reverse)``: the ids and
+  MaxSim scores of the best ``k`` (best first; worst first when
+  ``reverse``), ranked by exact MaxSim over the single-vector first stage's
+  ``candidates`` best (all rows when ``candidates`` is None)
+- ``close()``, ``drop()``
+
+Scores are MaxSim sums over the query's tokens (higher is more similar);
+a query of several items scores each page by the mean of their MaxSims.
+"""
+
+import importlib
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import numpy as np
+
+from ..scoring import late_interaction as li
+
+STORES = ("lancedb", "qdrant")
+
+# Jina v4 multi vectors are 128-d
+MULTI_DIM = 128
+
+# pip install lines, named in the ImportError when an engine is missing
+PIP_INSTALL = {
+    "lancedb": "pip install 'lancedb==0.40.0'",
+    "qdrant": "pip install 'qdrant-client==1.20.0'",
+}
+_ENGINE_MODULES = {"lancedb": "lancedb", "qdrant": "qdrant_client"}
+
+# MaxSim is scored this many candidate pages at a time when a store ranks
+# in process, which bounds the multi vectors held in memory
+RERANK_CHUNK = 256
+
+
+@dataclass
+class PageRows:
+    """Rows of a store, in one order.
+
+    Attributes:
+        ids: sample ids
+        singles: float32 ``[n, dim]`` single vectors (or None)
+        multis: float16 ``[n_tokens_i, 128]`` arrays (or None)
+        grids: ``(rows, cols, offset)`` per page: its image tokens are
+            ``multi[offset : offset + rows * cols]`` in row-major order
+    """
+
+    ids: List[str]
+    singles: Optional[np.ndarray] = None
+    multis: Optional[list] = None
+    grids: Optional[list] = field(default=None)
+
+    def __len__(self):
+        return len(self.ids)
+
+
+@dataclass
+class Query:
+    """What the index searches with.
+
+    Attributes:
+        singles: float32 ``[n, dim]``: the first stage averages them
+        multis: list of float32 ``[n_tokens_i, 128]`` arrays, or None to
+            rank by single-vector similarity only (vector queries)
+        prompts: the query texts, for text queries
+    """
+
+    singles: np.ndarray
+    multis: Optional[list] = None
+    prompts: Optional[list] = None
+
+    def mean_single(self):
+        vector = np.asarray(self.singles, dtype=np.float32).mean(axis=0)
+        return vector
+
+
+def check_store(store):
+    """Raises a ValueError naming the valid stores unless ``store`` is one."""
+    if store not in STORES:
+        raise ValueError(
+            "Unknown store %r; choose one of %s"
+            % (store, ", ".join(repr(s) for s in STORES))
+        )
+
+
+def import_engine(store):
+    """Imports the engine's client package, or raises an ImportError that
+    names the pip command to install it."""
+    check_store(store)
+    try:
+        return importlib.import_module(_ENGINE_MODULES[store])
+    except ImportError as e:
+        raise ImportError(
+            "The %r store of the jina_multivector index needs the %s "
+            "package, which is not installed. Run: %s"
+            % (store, _ENGINE_MODULES[store], PIP_INSTALL[store])
+        ) from e
+
+
+def maxsim_rank(query, rows, k, reverse=False):
+    """Ranks ``rows`` (with multi vectors) by exact MaxSim to ``query``.
+
+    Args:
+        query: a :class:`Query` with multi vectors
+        rows: :class:`PageRows` with ``multis``
+        k: how many to return, or None for all
+        reverse (False): worst first
+
+    Returns:
+        ``(ids, scores)``: lists, best first (worst first when reversed)
+    """
+    if not len(rows):
+        return [], []
+
+    scores = maxsim_scores(query, rows.multis)
+    return top_k(rows.ids, scores, k, reverse)
+
+
+def maxsim_scores(query, multis):
+    """Mean over the query's items of their MaxSim sums, per page."""
+    per_query = li.maxsim_scores(query.multis, multis, normalize="sum")
+    return per_query.mean(dim=0).numpy()
+
+
+def single_scores(query, singles):
+    """Dot products of the mean query vector with each single vector."""
+    return np.asarray(singles, dtype=np.float32) @ query.mean_single()
+
+
+def top_k(ids, scores, k, reverse=False):
+    """The ``k`` best ``(ids, scores)`` (all when ``k`` is None); ties keep
+    the input order."""
+    scores = np.asarray(scores, dtype=np.float32)
+    order = np.argsort(scores if reverse else -scores, kind="stable")
+    if k is not None:
+        order = order[:k]
+
+    return [ids[i] for i in order], [float(scores[i]) for i in order]
+
+
+def merge_ranked(parts, k, reverse=False):
+    """Merges ``(ids, scores)`` parts ranked in chunks into one top ``k``."""
+    ids = [i for part in parts for i in part[0]]
+    scores = [s for part in parts for s in part[1]]
+    return top_k(ids, scores, k, reverse)

@@ -1,0 +1,2 @@
+"""Inputs from files: images for the model and PDF pages rendered to
+images. Nothing here imports FiftyOne."""
