@@ -141,8 +141,8 @@ class JinaEmbeddingsV4Config(fout.TorchImageModelConfig):
         attn_implementation (None): ``"sdpa"``, ``"flash_attention_2"`` or
             ``"eager"``; default flash attention when installed on CUDA,
             else SDPA
-        device (None): e.g. ``"cuda:0"`` or ``"cpu"``; default CUDA when
-            available
+        device (None): e.g. ``"cuda:0"``, ``"mps"`` or ``"cpu"``; default
+            CUDA when available, then Apple's MPS, then the CPU
         vision_attention ("packed"): ``"packed"``: the vision tower's
             attention in one call per layer for the whole batch (a varlen
             kernel on CUDA in half precision, one SDPA call elsewhere);
@@ -168,6 +168,12 @@ class JinaEmbeddingsV4Config(fout.TorchImageModelConfig):
         d.setdefault("ragged_batches", False)
         # checked first: FiftyOne's own parsing has a less helpful message
         d["classes"] = validate_classes(d.get("classes"))
+        if d.get("device") is None:
+            # FiftyOne's default knows CUDA and the CPU; Apple's MPS too
+            device = jenc.auto_device_type(
+                torch.cuda.is_available(), jenc.mps_available()
+            )
+            d["device"] = "cuda:0" if device == "cuda" else device
         super().__init__(d)
 
         self.snapshot_dir = self.parse_string(d, "snapshot_dir")

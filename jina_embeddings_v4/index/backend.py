@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 BACKEND = options.BACKEND_NAME
 MODEL_NAME = options.MODEL_NAME
 DEFAULT_OVERSAMPLE = 4
+# the App's similarity search asks for 25 results: all of them get a map
+DEFAULT_HEATMAP_K = 25
 QDRANT_API_KEY_ENV = "QDRANT_API_KEY"
 
 # pages embedded per forward pass when the index embeds pages itself
@@ -94,7 +96,8 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
         heatmap_field (None): a field in which each text search writes
             query heatmaps for its top results (see ``heatmaps.py``); None
             writes none
-        heatmap_k (10): how many of the top results get a heatmap
+        heatmap_k (25): how many of the top results get a heatmap (25:
+            every result the App's search asks for)
         **kwargs: the arguments of ``SimilarityConfig`` (``model``,
             ``model_kwargs``, ...)
     """
@@ -109,7 +112,7 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
         api_key=None,
         table_name=None,
         heatmap_field=None,
-        heatmap_k=10,
+        heatmap_k=DEFAULT_HEATMAP_K,
         embeddings_field=None,
         model=None,
         model_kwargs=None,
@@ -708,6 +711,7 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
                 "supports 'mean'" % (aggregation,)
             )
         options.check_positive_int("k", k, allow_none=True)
+        self._check_store_holds_pages()
 
         query = self._parse_query(query)
         allowed = set(self.current_sample_ids) if self.has_view else None
@@ -736,6 +740,20 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
             return ids, None, scores
 
         return ids, None
+
+    def _check_store_holds_pages(self):
+        # a missing table or collection reads as an empty index: say so
+        # instead of answering "0 results"
+        if self.store.exists() or not len(self._samples):
+            return
+
+        raise ValueError(
+            "The jina_multivector index %r has no pages: its %s is missing "
+            "(deleted, moved, or on a machine this process cannot see). "
+            "Point the run at it again (uri=, url=, path=), or delete the "
+            "run with dataset.delete_brain_run(%r) and compute it again"
+            % (self.key, self.store.where(), self.key)
+        )
 
     @classmethod
     def _from_dict(cls, d, samples, config, brain_key):

@@ -82,6 +82,14 @@ class LanceDBStore(object):
 
         return self._table
 
+    def exists(self):
+        """Whether the table exists (it is created by the first write)."""
+        return self.table is not None
+
+    def where(self):
+        """Where the pages are, for messages."""
+        return "LanceDB table %r in %s" % (self.table_name, self.uri)
+
     def count(self):
         table = self.table
         return 0 if table is None else table.count_rows()

@@ -114,6 +114,18 @@ class QdrantStore(object):
     def _exists(self, client):
         return client.collection_exists(self.collection_name)
 
+    def exists(self):
+        """Whether the collection exists (created by the first write)."""
+        with self._client() as client:
+            return self._exists(client)
+
+    def where(self):
+        """Where the pages are, for messages."""
+        return "Qdrant collection %r at %s" % (
+            self.collection_name,
+            self.url if self.url is not None else self.path,
+        )
+
     def count(self):
         with self._client() as client:
             if not self._exists(client):

@@ -126,6 +126,32 @@ class FastPaths:
         return self
 
 
+# errors of a kernel or library that a stock retry may avoid (not out of
+# memory: the stock path needs more)
+FALLBACK_ERRORS = (RuntimeError, NotImplementedError, ImportError, TypeError)
+# the options that turn each fast path off
+STOCK_SWITCHES = {
+    "vision_attention": "stock",
+    "drop_padding_mask": False,
+    "attn_implementation": "sdpa",
+}
+# devices (as str) whose fast paths failed in this process
+_FELL_BACK = set()
+
+
+def fast_paths_in_use(fast_paths, attn_implementation):
+    """``{option: value}`` of the fast paths a forward pass would take
+    (empty for the stock path)."""
+    on = {}
+    if fast_paths.vision_attention != "stock":
+        on["vision_attention"] = fast_paths.vision_attention
+    if fast_paths.drop_padding_mask:
+        on["drop_padding_mask"] = True
+    if attn_implementation == "flash_attention_2":
+        on["attn_implementation"] = attn_implementation
+    return on
+
+
 def check_transformers_version(version):
     """Raises an ImportError unless ``version`` is at least 5.5.4."""
     parts = []
@@ -143,11 +169,36 @@ def check_transformers_version(version):
 
 
 def resolve_device(device=None):
-    """Returns a ``torch.device``: CUDA when available unless told."""
+    """Returns a ``torch.device``: unless told, CUDA when available, then
+    Apple's MPS, then the CPU."""
     if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = auto_device_type(
+            torch.cuda.is_available(), mps_available()
+        )
 
     return torch.device(device)
+
+
+def auto_device_type(cuda, mps):
+    """The device type ``device=None`` picks: CUDA, then MPS, then CPU."""
+    if cuda:
+        return "cuda"
+    if mps:
+        return "mps"
+    return "cpu"
+
+
+def mps_available():
+    """Whether Apple's Metal backend (MPS) can run here."""
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def mps_supports_bf16():
+    """bf16 on MPS needs macOS 14 or newer."""
+    backend = getattr(torch.backends, "mps", None)
+    check = getattr(backend, "is_macos_or_newer", None)
+    return bool(check is not None and check(14, 0))
 
 
 def cpu_has_native_bf16():
@@ -165,8 +216,8 @@ def resolve_dtype(dtype, device):
     """Maps a dtype name (or ``"auto"``) to a ``torch.dtype`` for a device.
 
     ``auto`` means bf16 on CUDA (float32 on GPUs without bf16), bf16 on
-    CPUs with native bf16 instructions and float32 on other CPUs, and
-    float32 on MPS, where bf16 support depends on the OS version.
+    CPUs with native bf16 instructions and float32 on other CPUs, and on
+    MPS bf16 from macOS 14 on, float16 before.
 
     Args:
         dtype: one of :data:`DTYPE_CHOICES` or a ``torch.dtype``
@@ -194,6 +245,9 @@ def resolve_dtype(dtype, device):
 
     if device.type == "cpu" and cpu_has_native_bf16():
         return torch.bfloat16
+
+    if device.type == "mps":
+        return torch.bfloat16 if mps_supports_bf16() else torch.float16
 
     return torch.float32
 
@@ -983,6 +1037,61 @@ class JinaV4Encoder:
         return cache[text]
 
     def _run(
+        self,
+        inputs,
+        task,
+        want_single,
+        want_multi,
+        truncate_dim,
+        pool_mask,
+        fast_paths,
+    ):
+        """One forward pass; a fast path that fails on this device (a
+        kernel, flash-attn, a dtype no test has run there) falls back to
+        the stock path for the rest of the process, with one warning."""
+        args = (inputs, task, want_single, want_multi, truncate_dim, pool_mask)
+        if str(self.device) in _FELL_BACK:
+            fast_paths = FastPaths.stock()
+        try:
+            return self._run_once(*args, fast_paths)
+        except Exception as e:
+            if not self._fall_back(fast_paths, e):
+                raise
+
+        return self._run_once(*args, FastPaths.stock())
+
+    def _fall_back(self, fast_paths, error):
+        """Turns this device's fast paths off after ``error``; returns
+        whether a stock retry makes sense."""
+        on = fast_paths_in_use(fast_paths, self.attn_implementation)
+        if (
+            not on
+            or not isinstance(error, FALLBACK_ERRORS)
+            or isinstance(error, torch.OutOfMemoryError)
+        ):
+            return False
+
+        device = str(self.device)
+        _FELL_BACK.add(device)
+        if self.attn_implementation == "flash_attention_2":
+            self.attn_implementation = "sdpa"
+            language = getattr(self._modules.model, "language_model", None)
+            if language is not None:
+                language.config._attn_implementation = "sdpa"
+        logger.warning(
+            "A fast path failed on %s (%s: %s) with %s; this process uses "
+            "the stock path on %s from now on. To skip the attempt, load the "
+            "model with %s",
+            device,
+            type(error).__name__,
+            str(error).splitlines()[0][:200] if str(error) else "",
+            ", ".join("%s=%r" % kv for kv in on.items()),
+            device,
+            ", ".join("%s=%r" % kv for kv in STOCK_SWITCHES.items() if kv[0] in on),
+        )
+        return True
+
+    def _run_once(
         self,
         inputs,
         task,

@@ -114,3 +114,65 @@ def test_app_search_draws_the_top_results_heatmaps(indexed):
         page.screenshot(
             path=os.path.join(SCREENSHOTS, "app_query_heatmap_modal.png")
         )
+
+
+@pytest.fixture()
+def small_index(zoo_source, tmp_root):
+    pages = documents.write_dataset_images(
+        os.path.join(tmp_root, "app-fail-pages"), n=3, seed=7, scale=0.5
+    )
+    ds = fo.Dataset("jina-app-failures", overwrite=True)
+    ds.persistent = True
+    ds.add_samples([fo.Sample(filepath=p["filepath"]) for p in pages])
+    uri = os.path.join(tmp_root, "app-fail-lancedb")
+    fob.compute_similarity(
+        ds,
+        model=MODEL_NAME,
+        model_kwargs=KWARGS,
+        backend="jina_multivector",
+        brain_key="jina_mv",
+        uri=uri,
+        batch_size=3,
+    )
+    yield ds, uri
+    ds.delete()
+
+
+def _error_shown_within(page, text, seconds):
+    """Types a search in the App and waits for ``text`` on the page;
+    returns the seconds it took."""
+    import time
+
+    app_driver.dismiss_popovers(page)
+    page.click('[data-cy="action-sort-by-similarity"]')
+    box = page.wait_for_selector(
+        'input[placeholder="Type anything!"]', timeout=60000
+    )
+    box.fill(QUERY)
+    start = time.monotonic()
+    box.press("Enter")
+    page.get_by_text(text, exact=False).first.wait_for(
+        timeout=seconds * 1000
+    )
+    return time.monotonic() - start
+
+
+def test_app_shows_a_missing_store_within_seconds(small_index):
+    import shutil
+
+    ds, uri = small_index
+    shutil.rmtree(uri)
+    with app_driver.app_for(ds) as (session, page):
+        took = _error_shown_within(page, "has no pages", 20)
+    assert took < 20
+
+
+def test_app_shows_a_model_that_cannot_load_within_seconds(
+    small_index, tmp_path, monkeypatch
+):
+    ds, _ = small_index
+    # the App's server starts with a zoo folder that lacks the model
+    monkeypatch.setenv("FIFTYONE_MODEL_ZOO_DIR", str(tmp_path / "empty-zoo"))
+    with app_driver.app_for(ds) as (session, page):
+        took = _error_shown_within(page, "not found", 30)
+    assert took < 30

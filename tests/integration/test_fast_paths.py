@@ -241,3 +241,65 @@ def test_bf16_defaults_and_merged_lora_within_1e3_of_goldens(goldens):
             for i, text in enumerate(meta["texts"]):
                 key = "text/%s/query/%s" % (text["id"], task)
                 assert _distance(out.single[i], z[key + "/single"]) <= 1e-3
+
+
+# -- a fast path that fails on the hardware ---------------------------------
+
+
+def test_a_failing_fast_path_falls_back_to_stock_once(
+    encoder, goldens, monkeypatch, caplog
+):
+    """As a varlen kernel or flash-attn would fail on a GPU no test has run:
+    the batch still comes out (equal to the stock path), one warning names
+    the fast paths and the switches, and the process stays on stock."""
+    _, _, images = goldens
+    stock = encoder.encode_images(
+        images[:2], fast_paths=jenc.FastPaths.stock(), return_multi=True
+    )
+
+    def kernel_failure(*args, **kwargs):
+        raise RuntimeError(
+            "CUDA error: no kernel image is available for execution on the "
+            "device"
+        )
+
+    monkeypatch.setattr(attention, "padded_sdpa", kernel_failure)
+    monkeypatch.setattr(jenc, "_FELL_BACK", set())
+    calls = encoder.forward_calls
+    with caplog.at_level("WARNING", logger=jenc.__name__):
+        first = encoder.encode_images(images[:2], return_multi=True)
+        second = encoder.encode_images(images[:2], return_multi=True)
+
+    assert _worst(first, stock) <= 1e-6
+    assert _worst(second, stock) <= 1e-6
+    warnings = [r.getMessage() for r in caplog.records
+                if "fast path failed" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "vision_attention='packed'" in warnings[0]
+    assert "drop_padding_mask=True" in warnings[0]
+    assert "vision_attention='stock', drop_padding_mask=False" in warnings[0]
+    assert "no kernel image" in warnings[0]
+    assert jenc._FELL_BACK == {"cpu"}
+    # one failed pass and its retry, then straight to stock
+    assert encoder.forward_calls - calls == 3
+
+
+def test_out_of_memory_is_not_a_fast_path_failure(encoder, goldens, monkeypatch):
+    _, _, images = goldens
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(attention, "padded_sdpa", out_of_memory)
+    monkeypatch.setattr(jenc, "_FELL_BACK", set())
+    with pytest.raises(torch.OutOfMemoryError):
+        encoder.encode_images(images[:2], return_multi=True)
+    assert jenc._FELL_BACK == set()
+
+
+def test_auto_device_order():
+    assert jenc.auto_device_type(cuda=True, mps=True) == "cuda"
+    assert jenc.auto_device_type(cuda=False, mps=True) == "mps"
+    assert jenc.auto_device_type(cuda=False, mps=False) == "cpu"
+    assert jenc.resolve_device().type == ("cuda" if torch.cuda.is_available()
+                                          else "cpu")
