@@ -28,6 +28,7 @@ import fiftyone.core.labels as fol
 import fiftyone.core.utils as fou
 
 from .. import options
+from . import owned_fields
 from ..scoring import heatmaps as hm
 from ..io import image_inputs
 
@@ -75,6 +76,7 @@ def compute_heatmaps(
     if heatmap_field is None and keypoints_field is None:
         raise ValueError("Nothing to write: set heatmap_field or keypoints_field")
     options.check_positive_int("batch_size", batch_size)
+    claim_fields(samples._root_dataset, heatmap_field, keypoints_field)
 
     ids = samples.values("id")
     pages = {}
@@ -108,6 +110,15 @@ def compute_heatmaps(
     return len(written)
 
 
+def claim_fields(dataset, heatmap_field, keypoints_field=None):
+    """Checks, before anything is written, that the fields are ours to
+    write (see :mod:`owned_fields`); creates them when missing."""
+    if heatmap_field is not None:
+        owned_fields.claim(dataset, heatmap_field, fol.Heatmap, "heatmap")
+    if keypoints_field is not None:
+        owned_fields.claim(dataset, keypoints_field, fol.Keypoints, "keypoints")
+
+
 def query_vectors(model, query):
     """The query's multi vectors, its tokens and its prefix length."""
     if not isinstance(query, str) or not query.strip():
@@ -122,6 +133,19 @@ def query_vectors(model, query):
     return multi, tokens, n_prefix
 
 
+# a label's copy of its query: enough to read in the App, not a
+# 100,000-character query copied into every result
+QUERY_ATTR_MAX = 500
+
+
+def query_attribute(query):
+    """The query as stored on each heatmap: at most :data:`QUERY_ATTR_MAX`
+    characters, cut ones ending with an ellipsis."""
+    if len(query) <= QUERY_ATTR_MAX:
+        return query
+    return query[: QUERY_ATTR_MAX - 1] + "\u2026"
+
+
 def page_labels(query, query_multi, tokens, n_prefix, pages, floor_quantile):
     """``(heatmap, keypoints)`` labels for ``pages`` (``(multi, grid)``
     pairs), with one range for all."""
@@ -131,7 +155,7 @@ def page_labels(query, query_multi, tokens, n_prefix, pages, floor_quantile):
     for (multi, grid), cells in zip(pages, maps):
         parts = hm.maxsim_parts(query_multi, multi, grid, n_prefix)
         heatmap = fol.Heatmap(map=cells, range=value_range)
-        heatmap["query"] = query
+        heatmap["query"] = query_attribute(query)
         heatmap["maxsim"] = parts.score
         heatmap["prefix_share"] = parts.prefix_share
         heatmap["template_share"] = parts.template_share
@@ -225,6 +249,7 @@ def heatmaps_for_search(index, query, ids):
     ``jina_multivector`` index after each text query."""
     config = index.config
     dataset = index._samples._root_dataset
+    claim_fields(dataset, config.heatmap_field)
     model = index.get_model()
     prompt = query.prompts[0]
     tokens, n_prefix = model.encoder.prompt_tokens(

@@ -16,6 +16,7 @@ writes each batch's vectors to the store as FiftyOne's data loader feeds
 it, and detaches when FiftyOne adds the embeddings to the index.
 """
 
+import hashlib
 import logging
 import os
 import re
@@ -263,12 +264,19 @@ def _vector_space_of(model, model_kwargs):
 
 
 def default_table_name(dataset, brain_key):
-    """``fiftyone_<dataset id>_<brain key>`` in the characters every store
-    accepts (a random suffix when there is no brain key). The id, not the
-    name: a dataset re-created under the same name gets new tables."""
+    """``fiftyone_<dataset id>_<brain key>_<hash>`` in the characters every
+    store accepts (a random key when there is no brain key). The id, not
+    the name: a dataset re-created under the same name gets new tables.
+
+    Injective in the brain key: the readable part replaces characters the
+    stores refuse (``clé`` and ``cl_`` both read ``cl_``), so the name ends
+    with 8 hex digits of the key's SHA-1, which tell such keys apart.
+    Indexes built before this rule keep the name stored in their config.
+    """
     key = brain_key if brain_key is not None else uuid.uuid4().hex[:12]
-    slug = re.sub(r"[^A-Za-z0-9_]+", "_", "%s_%s" % (dataset._doc.id, key))
-    return "fiftyone_" + slug.strip("_")
+    slug = re.sub(r"[^A-Za-z0-9_]+", "_", key).strip("_")[:64]
+    digest = hashlib.sha1(key.encode("utf-8")).hexdigest()[:8]
+    return "fiftyone_%s_%s_%s" % (dataset._doc.id, slug, digest)
 
 
 class JinaMultivectorSimilarity(Similarity):
@@ -289,7 +297,16 @@ class JinaMultivectorSimilarity(Similarity):
     def ensure_usage_requirements(self):
         st.import_engine(self.config.store)
 
+    def _claim_fields(self, samples):
+        # before anything is written (the run registered included): a
+        # field of the user's is refused, ours is created
+        if self.config.heatmap_field is not None:
+            from ..fiftyone.heatmaps import claim_fields
+
+            claim_fields(samples._root_dataset, self.config.heatmap_field)
+
     def initialize(self, samples, brain_key):
+        self._claim_fields(samples)
         explicit = self.config.table_name is not None
         index = JinaMultivectorSimilarityIndex(
             samples, self.config, brain_key, backend=self
@@ -319,6 +336,7 @@ class JinaMultivectorSimilarity(Similarity):
         """Registers the run; a run of this backend that was interrupted
         before it saved results (same key, same store and table) is taken
         over, so that its rows are reused instead of recomputed."""
+        self._claim_fields(samples)
         if key is not None and key in samples.list_brain_runs():
             previous = samples.get_brain_info(key).config
             if self._resumes(samples, key, previous):
@@ -663,13 +681,32 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
             if query.size == 0:
                 raise ValueError("The query vector is empty")
             singles = np.atleast_2d(query.astype(np.float32))
+            if not np.all(np.isfinite(singles)):
+                raise ValueError(
+                    "The query vector holds NaN or infinite values"
+                )
             return st.Query(singles=singles, multis=None)
+
+        if not etau.is_str(query) and not isinstance(query, (list, tuple)):
+            raise ValueError(
+                "Unsupported query of type %s; a jina_multivector index "
+                "accepts a text, a list of texts, a sample id or a list of "
+                "them, a PIL image or a list of them, or a single-vector "
+                "numpy array" % type(query).__name__
+            )
 
         items = [query] if etau.is_str(query) else list(query)
         if not items:
             raise ValueError("At least one query is required")
 
-        if all(etau.is_str(i) and _is_object_id(i) for i in items):
+        ids = [etau.is_str(i) and _is_object_id(i) for i in items]
+        if any(ids) and not all(ids):
+            raise ValueError(
+                "The query mixes sample ids and texts (%r); search by ids or "
+                "by texts, not both at once" % (items[:3],)
+            )
+
+        if all(ids):
             rows = self.store.fetch(items, multi=True)
             missing = sorted(set(items) - set(rows.ids))
             if missing:
