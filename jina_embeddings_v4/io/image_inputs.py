@@ -15,6 +15,10 @@ from PIL import Image, ImageOps
 # Qwen2-VL's resize refuses aspect ratios above 200; pages beyond that are
 # padded with white up to this ratio instead of failing.
 MAX_ASPECT_RATIO = 199
+# Such a page is first shrunk so that its padded canvas holds at most this
+# many pixels (48 MB in RGB), far above what the model's resize keeps
+# (``max_pixels``); a 250000x1 strip would otherwise pad to 314 Mpx.
+PAD_CANVAS_MAX_PIXELS = 1 << 24
 
 _WHITE = (255, 255, 255)
 
@@ -37,12 +41,13 @@ def load_image(path):
         with open(path, "rb") as f:
             img = Image.open(f)
             img.load()
+        # conversion inside: a page too big for memory (MemoryError) is
+        # this file's failure, skipped like an unreadable one
+        return to_rgb(img)
     except Exception as e:
         raise ValueError(
             "Cannot read image file '%s': %s: %s" % (path, type(e).__name__, e)
         ) from e
-
-    return to_rgb(img)
 
 
 def readable_batches(ids, paths, batch_size, skip_failures=True, log=None):
@@ -221,10 +226,28 @@ def _optional_torch():
     return torch
 
 
+def pad_long_side_limit():
+    """The longest side a page that needs padding keeps: its canvas is
+    then at most :data:`PAD_CANVAS_MAX_PIXELS` (one ratio step of slack
+    for the rounding up of the short side)."""
+    return int((PAD_CANVAS_MAX_PIXELS * MAX_ASPECT_RATIO) ** 0.5) - (
+        MAX_ASPECT_RATIO
+    )
+
+
 def _limit_aspect_ratio(img):
     width, height = img.size
     if max(width, height) <= MAX_ASPECT_RATIO * min(width, height):
         return img
+
+    # shrink before padding, so the canvas stays within its pixel budget
+    longest = max(width, height)
+    limit = pad_long_side_limit()
+    if longest > limit:
+        scale = limit / float(longest)
+        width = max(1, round(width * scale))
+        height = max(1, round(height * scale))
+        img = img.resize((width, height), Image.BILINEAR)
 
     if width > height:
         size = (width, -(-width // MAX_ASPECT_RATIO))

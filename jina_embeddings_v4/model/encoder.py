@@ -198,7 +198,7 @@ def mps_supports_bf16():
     """bf16 on MPS needs macOS 14 or newer."""
     backend = getattr(torch.backends, "mps", None)
     check = getattr(backend, "is_macos_or_newer", None)
-    return bool(check is not None and check(14, 0))
+    return bool(check is not None and mps_available() and check(14, 0))
 
 
 def cpu_has_native_bf16():

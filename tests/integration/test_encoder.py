@@ -356,7 +356,10 @@ def test_dtype_auto_choices():
     cpu = torch.device("cpu")
     expected = torch.bfloat16 if jenc.cpu_has_native_bf16() else torch.float32
     assert jenc.resolve_dtype("auto", cpu) == expected
-    assert jenc.resolve_dtype("auto", torch.device("mps")) == torch.float32
+    # half precision on MPS, as the device supports it (issue 19; was
+    # float32): bf16 from macOS 14, float16 before, and where MPS is absent
+    mps_auto = torch.bfloat16 if jenc.mps_supports_bf16() else torch.float16
+    assert jenc.resolve_dtype("auto", torch.device("mps")) == mps_auto
     assert jenc.resolve_dtype("float32", cpu) == torch.float32
     assert jenc.resolve_dtype(torch.bfloat16, cpu) == torch.bfloat16
 

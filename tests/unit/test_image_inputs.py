@@ -1,6 +1,7 @@
 """Image conversion to RGB, with pixel values checkable by hand."""
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -180,3 +181,31 @@ def test_unsupported_inputs():
         ii.to_rgb(12)
     with pytest.raises(ValueError, match="1-4 channels"):
         ii.to_rgb(np.zeros((2, 2, 5), dtype=np.uint8))
+
+
+def test_a_thin_strip_is_shrunk_before_it_is_padded(tmp_path):
+    # a 321-byte PNG of 250000x1 pixels once padded to 250000x1257 (and
+    # gigabytes downstream); now the canvas stays within its budget
+    path = str(tmp_path / "strip.png")
+    Image.new("L", (250000, 1), 0).save(path)
+    assert os.path.getsize(path) < 2000
+    img = ii.load_image(path)
+    width, height = img.size
+    assert width * height <= ii.PAD_CANVAS_MAX_PIXELS
+    assert width <= ii.MAX_ASPECT_RATIO * height
+    assert width == ii.pad_long_side_limit()
+    # the strip is still there, at the top of the white canvas
+    assert img.getpixel((0, 0)) == (0, 0, 0)
+    assert img.getpixel((0, height - 1)) == (255, 255, 255)
+
+
+def test_memory_error_while_converting_is_the_files_failure(tmp_path, monkeypatch):
+    path = str(tmp_path / "page.png")
+    Image.new("RGB", (20, 20), (255, 0, 0)).save(path)
+
+    def too_big(img):
+        raise MemoryError()
+
+    monkeypatch.setattr(ii, "_pil_to_rgb", too_big)
+    with pytest.raises(ValueError, match="page.png.*MemoryError"):
+        ii.load_image(path)
