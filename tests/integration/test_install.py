@@ -2,6 +2,7 @@
 and its command come from that environment, seen from another folder."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -16,8 +17,20 @@ def test_pip_install_into_a_new_venv(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = str(venv / "bin" / "python")
+    # a copy of the checkout's files, as a fresh clone has them: pip builds
+    # in the source folder, which must not be the checkout itself
+    source = tmp_path / "clone"
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()
+    for rel in files:
+        path = os.path.join(REPO_ROOT, rel)
+        if os.path.isfile(path) and not rel.startswith("tests/"):
+            os.makedirs(os.path.dirname(str(source / rel)), exist_ok=True)
+            shutil.copy2(path, str(source / rel))
     proc = subprocess.run(
-        [python, "-m", "pip", "install", "-q", "--no-deps", REPO_ROOT],
+        [python, "-m", "pip", "install", "-q", "--no-deps", str(source)],
         capture_output=True,
         text=True,
         timeout=600,
