@@ -28,6 +28,7 @@ folder), so the real model's folder and other datasets are never touched.
 import argparse
 import collections
 import contextlib
+import json
 import os
 import shlex
 import subprocess
@@ -733,11 +734,15 @@ def print_summary(args, mode, dataset, dtype, device, steps, zoo_dir):
 def search_again_command(dataset_name, zoo_dir, mode):
     """A shell command that searches the demo's multi-vector index in a
     new process (the tiny mode names its own zoo folder)."""
+    # double quotes inside, so that the shell's single quotes stay plain
     code = (
         "import fiftyone as fo; "
-        "ds = fo.load_dataset(%r); "
-        "print(ds.sort_by_similarity(%r, k=3, brain_key=%r)"
-        ".values('filepath'))" % (dataset_name, QUERIES[0], MULTIVECTOR_KEY)
+        "ds = fo.load_dataset(%s); "
+        "print(ds.sort_by_similarity(%s, k=3, brain_key=%s)"
+        '.values("filepath"))'
+        % tuple(
+            json.dumps(x) for x in (dataset_name, QUERIES[0], MULTIVECTOR_KEY)
+        )
     )
     command = "%s -c %s" % (shlex.quote(sys.executable), shlex.quote(code))
     if mode == "tiny":
