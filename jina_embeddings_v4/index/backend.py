@@ -215,7 +215,9 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
             )
 
         theirs = options.vector_space(model.config)
-        for name in options.space_differences(self._space, theirs):
+        differences = options.space_differences(self._space, theirs)
+        if differences:
+            name = differences[0]
             ours = self._space[name]
             raise ValueError(
                 "This index was built with %s=%r but the model uses "
