@@ -20,7 +20,12 @@ Where the pages' multi vectors are in a ``jina_multivector`` index they
 are read from it (no forward pass); other pages are embedded, batched.
 """
 
+import contextlib
 import logging
+import os
+import pickle
+import tempfile
+import threading
 
 import numpy as np
 
@@ -28,6 +33,7 @@ import fiftyone.core.labels as fol
 import fiftyone.core.utils as fou
 
 from .. import options
+from . import locks
 from . import owned_fields
 from ..scoring import heatmaps as hm
 from ..io import image_inputs
@@ -79,35 +85,105 @@ def compute_heatmaps(
     claim_fields(samples._root_dataset, heatmap_field, keypoints_field)
 
     ids = samples.values("id")
-    pages = {}
     index = _find_index(samples, model, brain_key)
-    if index is not None:
-        rows = index.get_multivectors(ids)
-        pages.update(zip(rows.ids, zip(rows.multis, rows.grids)))
-
-    missing = [i for i in ids if i not in pages]
-    if missing:
-        pages.update(
-            _embed_pages(
-                samples, model, missing, batch_size, skip_failures, progress
-            )
+    top = -np.inf
+    cells = []
+    with contextlib.ExitStack() as stack:
+        pb = stack.enter_context(
+            fou.ProgressBar(total=len(ids), progress=progress)
         )
+        spill = stack.enter_context(LabelSpill()) if len(ids) > CHUNK else None
+        chunks = []
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            pages = {}
+            if index is not None:
+                rows = index.get_multivectors(chunk)
+                pages.update(zip(rows.ids, zip(rows.multis, rows.grids)))
+                pb.update(len(rows))
 
-    written = [i for i in ids if i in pages]
-    if not written:
-        logger.warning("No readable page: no heatmaps written")
-        return 0
+            missing = [i for i in chunk if i not in pages]
+            if missing:
+                pages.update(
+                    _embed_pages(
+                        samples, model, missing, batch_size, skip_failures, pb
+                    )
+                )
 
-    labels = page_labels(
-        query,
-        query_multi,
-        tokens,
-        n_prefix,
-        [pages[i] for i in written],
-        floor_quantile,
-    )
-    write_labels(samples, written, labels, heatmap_field, keypoints_field)
-    return len(written)
+            done = [i for i in chunk if i in pages]
+            if not done:
+                continue
+            labels = page_labels(
+                query,
+                query_multi,
+                tokens,
+                n_prefix,
+                [pages[i] for i in done],
+                value_range=None,
+            )
+            del pages
+            for heatmap, _ in labels:
+                top = max(top, float(np.max(heatmap.map)))
+                cells.append(_cell_sample(heatmap.map))
+            chunks.append(spill.put(done, labels) if spill else (done, labels))
+
+        if not chunks:
+            logger.warning("No readable page: no heatmaps written")
+            return 0
+
+        value_range = hm.shared_range(cells, floor_quantile)
+        value_range[1] = top
+        written = 0
+        with locked_field(samples._root_dataset, heatmap_field or keypoints_field):
+            for chunk in chunks:
+                done, labels = spill.get(chunk) if spill else chunk
+                for heatmap, _ in labels:
+                    heatmap.range = list(value_range)
+                write_labels(
+                    samples, done, labels, heatmap_field, keypoints_field
+                )
+                written += len(done)
+
+    return written
+
+
+# compute_heatmaps holds this many pages' multi vectors at a time; the
+# labels of a longer call wait on disk until the call's range is known
+CHUNK = 256
+# cells per page that estimate the range's floor (quantile) of a call
+# longer than CHUNK pages; a call of at most CHUNK pages uses every cell
+CELL_SAMPLE = 256
+
+
+def _cell_sample(cells):
+    flat = np.asarray(cells, np.float32).reshape(-1)
+    if len(flat) <= CELL_SAMPLE:
+        return flat
+    stride = int(np.ceil(len(flat) / CELL_SAMPLE))
+    return np.sort(flat)[::stride]
+
+
+class LabelSpill(object):
+    """Labels of a long call kept on disk, chunk by chunk, until written."""
+
+    def __enter__(self):
+        self._dir = tempfile.TemporaryDirectory(prefix="jina-v4-heatmaps-")
+        self._n = 0
+        return self
+
+    def __exit__(self, *args):
+        self._dir.cleanup()
+
+    def put(self, ids, labels):
+        path = os.path.join(self._dir.name, "%06d.pkl" % self._n)
+        self._n += 1
+        with open(path, "wb") as f:
+            pickle.dump((ids, labels), f, protocol=pickle.HIGHEST_PROTOCOL)
+        return path
+
+    def get(self, path):
+        with open(path, "rb") as f:
+            return pickle.load(f)
 
 
 def claim_fields(dataset, heatmap_field, keypoints_field=None):
@@ -146,11 +222,21 @@ def query_attribute(query):
     return query[: QUERY_ATTR_MAX - 1] + "\u2026"
 
 
-def page_labels(query, query_multi, tokens, n_prefix, pages, floor_quantile):
+def page_labels(
+    query,
+    query_multi,
+    tokens,
+    n_prefix,
+    pages,
+    floor_quantile=hm.DEFAULT_FLOOR_QUANTILE,
+    value_range=(),
+):
     """``(heatmap, keypoints)`` labels for ``pages`` (``(multi, grid)``
-    pairs), with one range for all."""
+    pairs), with one range for all: the maps' own (by ``floor_quantile``)
+    unless ``value_range`` is given (None: set later by the caller)."""
     maps = [hm.cell_map(query_multi, m, g, n_prefix) for m, g in pages]
-    value_range = hm.shared_range(maps, floor_quantile)
+    if value_range == ():
+        value_range = hm.shared_range(maps, floor_quantile)
     labels = []
     for (multi, grid), cells in zip(pages, maps):
         parts = hm.maxsim_parts(query_multi, multi, grid, n_prefix)
@@ -224,28 +310,55 @@ def _find_index(samples, model, brain_key):
     return None
 
 
-def _embed_pages(samples, model, ids, batch_size, skip_failures, progress):
+def _embed_pages(samples, model, ids, batch_size, skip_failures, pb):
     view = samples._root_dataset.select(ids, ordered=True)
     ids, paths = view.values(["id", "filepath"])
     pages = {}
-    with fou.ProgressBar(total=len(ids), progress=progress) as pb:
-        # EXIF rotation applied, as for embeddings: the map lies over what
-        # the App shows
-        for batch, images, count in image_inputs.readable_batches(
-            ids, paths, batch_size, skip_failures, logger
-        ):
-            if images:
-                _, multis, grids = model.embed_images_with_multivectors(images)
-                pages.update(zip(batch, zip(multis, grids)))
+    # EXIF rotation applied, as for embeddings: the map lies over what the
+    # App shows
+    for batch, images, count in image_inputs.readable_batches(
+        ids, paths, batch_size, skip_failures, logger
+    ):
+        if images:
+            _, multis, grids = model.embed_images_with_multivectors(images)
+            pages.update(zip(batch, zip(multis, grids)))
 
-            pb.update(count)
+        pb.update(count)
 
     return pages
 
 
+# searches in one process take turns here before they take the database
+# lock (which is per process: see locks.py)
+_THREAD_LOCK = threading.RLock()
+# a search's heatmap write takes seconds; a holder silent this long died
+FIELD_LOCK_STALE_S = 120.0
+FIELD_LOCK_WAIT_S = 120.0
+
+
+@contextlib.contextmanager
+def locked_field(dataset, field):
+    """Holds the lock on ``field`` of ``dataset``: heatmap writers (the
+    searches of every process sharing the database, and
+    :func:`compute_heatmaps`) take turns, so the field always holds one
+    query's maps, never a mix of two."""
+    name = "heatmaps:%s:%s" % (dataset._doc.id, field)
+    with _THREAD_LOCK:
+        lock = locks.Lock(
+            name, stale_after=FIELD_LOCK_STALE_S, purpose="heatmap write"
+        )
+        lock.acquire(wait=FIELD_LOCK_WAIT_S)
+        try:
+            yield
+        finally:
+            lock.release()
+
+
 def heatmaps_for_search(index, query, ids):
     """Writes the heatmaps of a text search's top ``ids`` into the index's
-    ``heatmap_field`` (clearing it elsewhere); used by the
+    ``heatmap_field`` and clears it elsewhere, as one turn of the field's
+    lock (see :func:`locked_field`): after a search returns, the field
+    holds the maps of one search, the latest, complete. Used by the
     ``jina_multivector`` index after each text query."""
     config = index.config
     dataset = index._samples._root_dataset
@@ -257,6 +370,7 @@ def heatmaps_for_search(index, query, ids):
         prompt_name=model.config.query_prompt_name,
     )[0]
     rows = index.get_multivectors(ids)
+    labels = []
     if len(rows):
         labels = page_labels(
             prompt,
@@ -266,5 +380,7 @@ def heatmaps_for_search(index, query, ids):
             list(zip(rows.multis, rows.grids)),
             hm.DEFAULT_FLOOR_QUANTILE,
         )
-        write_labels(dataset, rows.ids, labels, config.heatmap_field, None)
-    clear_field(dataset, config.heatmap_field, rows.ids)
+    with locked_field(dataset, config.heatmap_field):
+        clear_field(dataset, config.heatmap_field, rows.ids)
+        if labels:
+            write_labels(dataset, rows.ids, labels, config.heatmap_field, None)

@@ -50,6 +50,15 @@ DEFAULT_OVERSAMPLE = 4
 DEFAULT_HEATMAP_K = 25
 QDRANT_API_KEY_ENV = "QDRANT_API_KEY"
 
+BUILDING = "building"
+COMPLETE = "complete"
+BUILD_STATES = (None, BUILDING, COMPLETE)
+
+# a build's lock counts as abandoned when its holder (on another host) has
+# not written for this long; on the holder's own host a dead process is
+# recognised at once
+BUILD_LOCK_STALE_S = 900.0
+
 # pages embedded per forward pass when the index embeds pages itself
 # (add_to_index of pages it has not seen)
 EMBED_BATCH_SIZE = 8
@@ -65,6 +74,20 @@ _OPTIONS = (
     "heatmap_field",
     "heatmap_k",
 )
+
+
+def build_lock_name(dataset, brain_key):
+    """The name of the lock that a build of ``brain_key`` holds."""
+    return "build:%s:%s" % (dataset._doc.id, brain_key)
+
+
+def break_build_lock(dataset, brain_key):
+    """Releases the lock of a build of ``brain_key`` whose process is gone
+    on another machine (on the same machine a dead build's lock is taken
+    over by the next build without this); returns whether one was held."""
+    from ..fiftyone import locks
+
+    return locks.break_lock(build_lock_name(dataset, brain_key))
 
 
 def default_uri():
@@ -99,6 +122,10 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
             writes none
         heatmap_k (25): how many of the top results get a heatmap (25:
             every result the App's search asks for)
+        build_state (None): set by the index, not by users: ``"building"``
+            from the moment a build under a brain key is registered until
+            its results are saved, ``"complete"`` after (None: a run saved
+            before this was recorded)
         **kwargs: the arguments of ``SimilarityConfig`` (``model``,
             ``model_kwargs``, ...)
     """
@@ -114,6 +141,7 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
         table_name=None,
         heatmap_field=None,
         heatmap_k=DEFAULT_HEATMAP_K,
+        build_state=None,
         embeddings_field=None,
         model=None,
         model_kwargs=None,
@@ -133,6 +161,12 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
         kwargs.pop("task", None)
 
         st.check_store(store)
+        if table_name is not None:
+            st.check_table_name(store, table_name)
+        if build_state not in BUILD_STATES:
+            raise ValueError(
+                "build_state is recorded by the index; got %r" % (build_state,)
+            )
         options.check_positive_int("oversample", oversample, allow_none=True)
         options.check_positive_int("heatmap_k", heatmap_k)
         if patches_field is not None or roi_field is not None:
@@ -172,6 +206,7 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
         self.table_name = table_name
         self.heatmap_field = heatmap_field
         self.heatmap_k = heatmap_k
+        self.build_state = build_state
         self.task = space["task"]
         self._space = space
         self._api_key = api_key
@@ -284,6 +319,14 @@ def default_table_name(dataset, brain_key):
 class JinaMultivectorSimilarity(Similarity):
     """The ``jina_multivector`` similarity method.
 
+    A build under a brain key holds a lock in FiftyOne's database from the
+    moment it registers the run until its results are saved (see
+    ``fiftyone/locks.py``): a second build of the same key, in any process
+    or machine sharing the database, is refused while the first is alive.
+    The run is saved at once with ``build_state="building"``: a search of
+    a build that is running or was interrupted says so, and the same call
+    run again resumes it.
+
     Args:
         config: a :class:`JinaMultivectorSimilarityConfig`
     """
@@ -307,60 +350,84 @@ class JinaMultivectorSimilarity(Similarity):
 
             claim_fields(samples._root_dataset, self.config.heatmap_field)
 
-    def initialize(self, samples, brain_key):
-        self._claim_fields(samples)
-        explicit = self.config.table_name is not None
-        index = JinaMultivectorSimilarityIndex(
-            samples, self.config, brain_key, backend=self
-        )
-        if getattr(self, "_resuming", False):
-            return index
+    def _lock_build(self, samples, key):
+        from ..fiftyone import locks
 
-        count = index.store.count()
-        if count and explicit:
-            raise ValueError(
-                "The %s table/collection %r holds %d pages already; pass "
-                "another table_name, or load the index it belongs to"
-                % (self.config.store, self.config.table_name, count)
-            )
-        if count:
-            # a default name is this dataset's and brain key's: what is
-            # there was left by a run deleted without cleanup
-            logger.info(
-                "Dropping %d pages left in %r by an earlier run",
-                count,
-                self.config.table_name,
-            )
-            index.store.drop()
-        return index
+        lock = locks.Lock(
+            build_lock_name(samples._root_dataset, key),
+            stale_after=BUILD_LOCK_STALE_S,
+            purpose="jina_multivector build",
+        )
+        try:
+            # a lock left in this process by a call that failed is stale
+            lock.acquire(same_process_is_dead=True)
+        except locks.LockHeld as e:
+            raise RuntimeError(
+                "Brain key '%s' is being built by another process (%s); "
+                "wait for it to finish, or use another brain_key. If that "
+                "process is gone on another machine, release its lock with "
+                "jina_embeddings_v4.index.backend.break_build_lock(dataset, "
+                "%r) (on the same machine a dead build is detected "
+                "without this)" % (key, locks.describe(e.holder), key)
+            ) from None
+
+        self._build_lock = lock
+
+    def release_build_lock(self):
+        """Releases the build's lock, if this run holds it."""
+        lock = getattr(self, "_build_lock", None)
+        if lock is not None:
+            lock.release()
+            self._build_lock = None
+
+    def heartbeat(self):
+        lock = getattr(self, "_build_lock", None)
+        if lock is not None:
+            lock.heartbeat()
 
     def register_run(self, samples, key, overwrite=True, cleanup=True):
         """Registers the run; a run of this backend that was interrupted
         before it saved results (same key, same store and table) is taken
         over, so that its rows are reused instead of recomputed."""
         self._claim_fields(samples)
-        if key is not None and key in samples.list_brain_runs():
-            previous = samples.get_brain_info(key).config
-            if self._resumes(samples, key, previous):
-                logger.info(
-                    "Resuming the interrupted jina_multivector build '%s'",
-                    key,
-                )
-                self.config.table_name = previous.table_name
-                self._resuming = True
-                return super().register_run(
-                    samples, key, overwrite=True, cleanup=False
-                )
+        if key is None:
+            return super().register_run(
+                samples, key, overwrite=overwrite, cleanup=cleanup
+            )
 
-        return super().register_run(
-            samples, key, overwrite=overwrite, cleanup=cleanup
-        )
+        self._lock_build(samples, key)
+        try:
+            self.config.build_state = BUILDING
+            if key in samples.list_brain_runs():
+                previous = samples.get_brain_info(key).config
+                if self._resumes(samples, key, previous):
+                    logger.info(
+                        "Resuming the interrupted jina_multivector build '%s'",
+                        key,
+                    )
+                    self.config.table_name = previous.table_name
+                    self._resuming = True
+                    return super().register_run(
+                        samples, key, overwrite=True, cleanup=False
+                    )
+
+            return super().register_run(
+                samples, key, overwrite=overwrite, cleanup=cleanup
+            )
+        except BaseException:
+            self.release_build_lock()
+            raise
 
     def _resumes(self, samples, key, previous):
         if not isinstance(previous, JinaMultivectorSimilarityConfig):
             return False
-        if samples.load_brain_results(key) is not None:
-            return False
+        if previous.build_state != BUILDING:
+            # runs saved before build_state was recorded: interrupted
+            # when they saved no results
+            if previous.build_state is not None:
+                return False
+            if samples.load_brain_results(key, cache=False) is not None:
+                return False
 
         same = ("store", "uri", "url", "path", "task")
         if any(getattr(previous, a) != getattr(self.config, a) for a in same):
@@ -377,6 +444,64 @@ class JinaMultivectorSimilarity(Similarity):
                 )
             )
         return self.config.table_name in (None, previous.table_name)
+
+    def initialize(self, samples, brain_key):
+        self._claim_fields(samples)
+        explicit = self.config.table_name is not None
+        index = JinaMultivectorSimilarityIndex(
+            samples, self.config, brain_key, backend=self
+        )
+        if getattr(self, "_resuming", False):
+            index.prune_deleted_samples()
+        else:
+            count = index.store.count()
+            if count and explicit:
+                self.release_build_lock()
+                raise ValueError(
+                    "The %s table/collection %r holds %d pages already; "
+                    "pass another table_name, or load the index it belongs "
+                    "to" % (self.config.store, self.config.table_name, count)
+                )
+            if count:
+                # a default name is this dataset's and brain key's: what
+                # is there was left by a run deleted without cleanup
+                logger.info(
+                    "Dropping %d pages left in %r by an earlier run",
+                    count,
+                    self.config.table_name,
+                )
+                index.store.drop()
+
+        if brain_key is not None:
+            # saved at once: a search of an unfinished build finds an
+            # index that says so, not a run without results
+            super(JinaMultivectorSimilarity, type(self)).save_run_results(
+                samples, brain_key, index
+            )
+        return index
+
+    @classmethod
+    def save_run_results(
+        cls, samples, key, run_results, overwrite=True, cache=True
+    ):
+        """Saves the results; at the end of a build, first checks that
+        every page reached the store (a failed write fails the build,
+        which the same call then resumes) and records the build as
+        complete."""
+        finishing = isinstance(
+            run_results, JinaMultivectorSimilarityIndex
+        ) and run_results.is_finishing_build()
+        if finishing:
+            run_results.check_writes()
+            run_results.config.build_state = COMPLETE
+
+        super().save_run_results(
+            samples, key, run_results, overwrite=overwrite, cache=cache
+        )
+        if finishing:
+            if key is not None:
+                run_results.save_config()
+            run_results.finish_build()
 
     def get_fields(self, samples, brain_key):
         return []
@@ -403,6 +528,11 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
     def __init__(self, samples, config, brain_key, backend=None):
         self._store = None
         self._fresh_ids = set()
+        self._dirty = False
+        self._build_started = False
+        self._build_finished = False
+        self._write_error = None
+        self._unwritten = set()
         super().__init__(samples, config, brain_key, backend=backend)
         if config.table_name is None:
             config.table_name = default_table_name(
@@ -425,6 +555,7 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
         if model is not None:
             self.config.check_model(model)
             capture.attach(model, self)
+            self._build_started = True
         self.__dict__["_jina_model"] = model
 
     def get_model(self):
@@ -461,16 +592,90 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
 
     def write(self, ids, singles, multis, grids):
         """Writes pages to the store at once, so an interrupted build keeps
-        every batch it finished."""
-        self.store.upsert(
-            st.PageRows(
-                ids=list(ids),
-                singles=np.asarray(singles, np.float32),
-                multis=[np.asarray(m, np.float16) for m in multis],
-                grids=list(grids),
+        every batch it finished. A failed write is recorded (and raised):
+        the build then fails where FiftyOne would have skipped the batch
+        (see :meth:`check_writes`)."""
+        self.check_writable()
+        try:
+            self.store.upsert(
+                st.PageRows(
+                    ids=list(ids),
+                    singles=np.asarray(singles, np.float32),
+                    multis=[np.asarray(m, np.float16) for m in multis],
+                    grids=list(grids),
+                )
             )
-        )
+        except Exception as e:
+            if self._write_error is None:
+                self._write_error = e
+            self._unwritten.update(ids)
+            raise
+
+        self._dirty = True
         self._fresh_ids.update(ids)
+        if self._backend is not None and hasattr(self._backend, "heartbeat"):
+            self._backend.heartbeat()
+
+    def check_writable(self):
+        """Raises at once when an earlier write of this build failed: the
+        build will fail, so later batches are not embedded for nothing."""
+        if self._write_error is not None:
+            raise RuntimeError(
+                "Skipped: an earlier write to the %s failed (%s)"
+                % (self.store.where(), self._write_error)
+            )
+
+    def check_writes(self):
+        """Raises when a write of this build failed (and releases the
+        build's lock): the pages written are kept, and the run stays
+        unfinished, so the same ``compute_similarity`` call resumes it."""
+        if self._write_error is None:
+            return
+
+        if self._backend is not None and hasattr(
+            self._backend, "release_build_lock"
+        ):
+            self._backend.release_build_lock()
+        raise RuntimeError(
+            "Could not write %d or more pages to the %s: %s. The pages "
+            "written are kept and the run is not saved as complete: fix "
+            "the cause and run the same compute_similarity() call again "
+            "to resume it"
+            % (len(self._unwritten), self.store.where(), self._write_error)
+        ) from self._write_error
+
+    def is_finishing_build(self):
+        """Whether this is the index of a build that has not saved its
+        final results yet."""
+        return self._build_started and not self._build_finished
+
+    def finish_build(self):
+        """After the build's results are saved: detaches from the model
+        and releases the build's lock."""
+        self._build_finished = True
+        self._detach()
+        if self._backend is not None and hasattr(
+            self._backend, "release_build_lock"
+        ):
+            self._backend.release_build_lock()
+
+    def prune_deleted_samples(self):
+        """Deletes the rows of samples that left the dataset (a resumed
+        build: samples deleted while it was interrupted); returns how
+        many."""
+        stored = set(self.store.ids())
+        if not stored:
+            return 0
+
+        gone = stored - set(self._samples._root_dataset.values("id"))
+        if gone:
+            logger.info(
+                "Removing %d pages of deleted samples from the index",
+                len(gone),
+            )
+            self.store.delete(sorted(gone))
+            self._dirty = True
+        return len(gone)
 
     # -- the store -------------------------------------------------------------
 
@@ -527,6 +732,7 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
         self._detach()
         if label_ids is not None:
             raise ValueError("The jina_multivector index holds whole pages")
+        self.check_writes()
 
         ids = [str(i) for i in sample_ids]
         if embeddings is not None and len(embeddings) != len(ids):
@@ -553,6 +759,7 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
             self._embed_samples(todo)
 
         self.store.finalize()
+        self._dirty = False
         self._fresh_ids = set()
         if reload:
             self.reload()
@@ -609,6 +816,7 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
                 logger.warning("%d ids are not in the index", len(missing))
 
         self.store.delete(ids)
+        self._dirty = True
         if reload:
             self.reload()
 
@@ -655,8 +863,11 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
 
     def serialize(self, *args, **kwargs):
         # FiftyOne saves the results once the build is over
-        self._detach()
-        self.store.finalize()
+        if self._build_started and not self._build_finished:
+            self._detach()
+        if self._dirty or self.is_finishing_build():
+            self.store.finalize()
+            self._dirty = False
         return super().serialize(*args, **kwargs)
 
     # -- queries ---------------------------------------------------------------
@@ -750,6 +961,7 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
                 "supports 'mean'" % (aggregation,)
             )
         options.check_positive_int("k", k, allow_none=True)
+        self._check_finished()
         self._check_store_holds_pages()
 
         query = self._parse_query(query)
@@ -779,6 +991,18 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
             return ids, None, scores
 
         return ids, None
+
+    def _check_finished(self):
+        if self.config.build_state != BUILDING:
+            return
+
+        raise ValueError(
+            "The jina_multivector index %r is not finished: its build is "
+            "running, or was interrupted with %d pages stored. Run the same "
+            "compute_similarity() call again to finish it (it resumes where "
+            "it stopped), or delete it with dataset.delete_brain_run(%r)"
+            % (self.key, self.store.count(), self.key)
+        )
 
     def _check_store_holds_pages(self):
         # a missing table or collection reads as an empty index: say so

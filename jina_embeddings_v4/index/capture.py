@@ -115,6 +115,7 @@ def _embed_for_index(model, pages):
             "Pages for a multi-vector index arrived after the index was "
             "detached from the model"
         )
+    index.check_writable()
 
     stored = index.stored_singles(
         [p.sample_id for p in pages if p.image is None]

@@ -11,8 +11,11 @@ are then fetched and ranked by exact MaxSim in process.
 """
 
 import datetime
+import functools
 import logging
 import math
+import random
+import time
 import warnings
 
 import numpy as np
@@ -28,6 +31,66 @@ _IN_CHUNK = 1000
 # milliseconds); from here on an IVF_FLAT index, probing a quarter of its
 # partitions (rows added since the index was built are scanned exactly)
 ANN_MIN_ROWS = 5000
+
+
+# Old versions are deleted this long after a build or addition: a reader
+# that opened a version just before it was superseded keeps its files
+CLEANUP_GRACE = datetime.timedelta(minutes=10)
+
+# Reads that meet files a writer's cleanup removed re-open the latest
+# version and try again; writes that lose a commit race to another writer
+# are tried again (LanceDB calls these conflicts retryable)
+READ_RETRIES = 4
+COMMIT_RETRIES = 8
+
+
+def _is_missing_file(error):
+    return "not found" in str(error).lower() and "lance" in str(error).lower()
+
+
+def _is_commit_conflict(error):
+    text = str(error).lower()
+    return "conflict" in text and ("retry" in text or "commit" in text)
+
+
+def retried_read(method):
+    """Runs a read again on the latest version when files it needed were
+    cleaned up by a concurrent writer."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        for attempt in range(READ_RETRIES + 1):
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as e:
+                if attempt == READ_RETRIES or not _is_missing_file(e):
+                    raise
+                logger.debug("Re-reading %s: %s", self.table_name, e)
+                self._table = None
+                time.sleep(0.05 * (attempt + 1))
+
+    return wrapper
+
+
+def retried_commit(method):
+    """Runs a write again when a concurrent writer committed first, or
+    cleaned up the version it started from (writes here are idempotent:
+    upserts by sample id, deletes)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        for attempt in range(COMMIT_RETRIES + 1):
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as e:
+                retryable = _is_commit_conflict(e) or _is_missing_file(e)
+                if attempt == COMMIT_RETRIES or not retryable:
+                    raise
+                logger.debug("Retrying a write to %s: %s", self.table_name, e)
+                self._table = None
+                time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
+
+    return wrapper
 
 
 def _partitions(rows):
@@ -90,10 +153,12 @@ class LanceDBStore(object):
         """Where the pages are, for messages."""
         return "LanceDB table %r in %s" % (self.table_name, self.uri)
 
+    @retried_read
     def count(self):
         table = self.table
         return 0 if table is None else table.count_rows()
 
+    @retried_read
     def ids(self):
         table = self.table
         if table is None:
@@ -102,11 +167,13 @@ class LanceDBStore(object):
         out = table.search().select([_ID]).limit(None).to_arrow()
         return out[_ID].to_pylist()
 
+    @retried_read
     def has(self, ids):
         return set(self._select(ids, [_ID])[_ID])
 
     # -- writing -----------------------------------------------------------
 
+    @retried_commit
     def upsert(self, rows):
         if not len(rows):
             return
@@ -114,8 +181,15 @@ class LanceDBStore(object):
         data = self._to_arrow(rows)
         table = self.table
         if table is None:
-            self._table = self._db.create_table(self.table_name, data=data)
-            return
+            try:
+                self._table = self._db.create_table(self.table_name, data=data)
+                return
+            except ValueError as e:
+                # another writer created it first: add to theirs
+                if "already exists" not in str(e):
+                    raise
+                table = self._db.open_table(self.table_name)
+                self._table = table
 
         (
             table.merge_insert(_ID)
@@ -124,6 +198,7 @@ class LanceDBStore(object):
             .execute(data)
         )
 
+    @retried_commit
     def delete(self, ids):
         table = self.table
         if table is None:
@@ -134,19 +209,17 @@ class LanceDBStore(object):
 
     def finalize(self):
         """After a build (or additions): compacts the one-fragment-per-batch
-        writes, drops the versions they leave behind (so the folder holds
-        what the index holds), indexes the sample ids, and from
+        writes, deletes versions superseded more than ``CLEANUP_GRACE``
+        ago (so the folder holds little more than the index, and readers
+        of a version just superseded keep working), indexes the sample
+        ids, and from
         ``ANN_MIN_ROWS`` rows on gives the single vectors an IVF_FLAT index
         for the first stage."""
         table = self.table
         if table is None:
             return
 
-        with warnings.catch_warnings():
-            # LanceDB warns that a reader of an older version could fail;
-            # readers here re-open the latest version on every call
-            warnings.filterwarnings("ignore", message=".*cleanup_older_than")
-            table.optimize(cleanup_older_than=datetime.timedelta(0))
+        self._optimize(table)
 
         names = " ".join(i.name for i in table.list_indices())
         if _ID not in names:
@@ -165,6 +238,13 @@ class LanceDBStore(object):
                 ),
             )
 
+    @retried_commit
+    def _optimize(self, table):
+        table = self.table
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*cleanup_older_than")
+            table.optimize(cleanup_older_than=CLEANUP_GRACE)
+
     def drop(self):
         if self.table_name in self._db.list_tables().tables:
             self._db.drop_table(self.table_name)
@@ -175,6 +255,7 @@ class LanceDBStore(object):
 
     # -- reading -----------------------------------------------------------
 
+    @retried_read
     def fetch(self, ids, multi=True):
         columns = [_ID, "vector", "grid_rows", "grid_cols", "image_offset"]
         if multi:
@@ -185,6 +266,7 @@ class LanceDBStore(object):
         order = [position[i] for i in ids if i in position]
         return PageColumns(found).rows(order, multi)
 
+    @retried_read
     def search(self, query, k, candidates=None, allowed_ids=None, reverse=False):
         table = self.table
         if table is None or (allowed_ids is not None and not allowed_ids):

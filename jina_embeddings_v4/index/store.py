@@ -20,6 +20,7 @@ a query of several items scores each page by the mean of their MaxSims.
 """
 
 import importlib
+import re
 from dataclasses import dataclass, field
 from typing import List, Optional
 
@@ -91,6 +92,39 @@ def check_store(store):
         raise ValueError(
             "Unknown store %r; choose one of %s"
             % (store, ", ".join(repr(s) for s in STORES))
+        )
+
+
+# LanceDB's table names: ASCII letters, digits, "_", "-", "." (long names
+# fail later, as file names); Qdrant's collection names: what its server
+# refuses on creation
+_LANCEDB_NAME = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,199}$")
+_QDRANT_BAD_CHARS = '<>:"/\\|?*\0'
+
+
+def check_table_name(store, name):
+    """Raises a ValueError saying what is accepted unless ``name`` can name
+    a LanceDB table (1-200 ASCII letters, digits, ``_``, ``-`` and ``.``,
+    not starting with ``.``) or a Qdrant collection (1-255 characters,
+    none of ``<>:"/\\|?*``)."""
+    if store == "lancedb":
+        ok = isinstance(name, str) and bool(_LANCEDB_NAME.match(name))
+        accepted = (
+            "1-200 ASCII letters, digits, '_', '-' and '.', not starting "
+            "with '.'"
+        )
+    else:
+        ok = (
+            isinstance(name, str)
+            and 0 < len(name) <= 255
+            and name not in (".", "..")
+            and not any(c in name for c in _QDRANT_BAD_CHARS)
+        )
+        accepted = "1-255 characters, none of <>:\"/\\|?* "
+    if not ok:
+        raise ValueError(
+            "Invalid table_name %r for the %s store: use %s"
+            % (name, store, accepted)
         )
 
 

@@ -327,7 +327,12 @@ def test_interrupted_build_resumes_without_duplicates(
         )
         with pytest.raises(Exception, match="00|06|png|image"):
             fob.compute_similarity(ds, skip_failures=False, **kwargs)
-        assert ds.load_brain_results("resume") is None
+        # saved as unfinished: a search says so (it used to raise
+        # AttributeError: 'NoneType' object has no attribute 'view')
+        unfinished = ds.load_brain_results("resume")
+        assert unfinished.config.build_state == "building"
+        with pytest.raises(ValueError, match="not finished.*6 pages stored"):
+            ds.sort_by_similarity("invoice", k=3, brain_key="resume")
 
         shutil.copy(pages[6]["filepath"], paths[6])
         calls = model.encoder.forward_calls
@@ -336,6 +341,8 @@ def test_interrupted_build_resumes_without_duplicates(
         assert model.encoder.forward_calls - calls == 1
         assert index.total_index_size == 8
         assert sorted(index.sample_ids) == sorted(ds.values("id"))
+        assert ds.get_brain_info("resume").config.build_state == "complete"
+        assert len(ds.sort_by_similarity("invoice", k=3, brain_key="resume")) == 3
         ds.delete_brain_run("resume")
         ds.delete()
 
