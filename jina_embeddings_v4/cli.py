@@ -114,6 +114,13 @@ def add_pdfs_arguments(parser):
         default=None,
         help="rendering processes (default: the CPU count; 0: this one)",
     )
+    parser.add_argument(
+        "--remove-duplicate-pages",
+        action="store_true",
+        help="first remove the extra copies of pages that are in the dataset "
+        "more than once (left by concurrent runs of older versions; the "
+        "oldest copy of each stays)",
+    )
     parser.set_defaults(run=run_add_pdfs)
 
 
@@ -129,7 +136,10 @@ def run_add_pdfs(args):
         password=args.password,
         text_field=None if args.no_text else pdfs.DEFAULT_TEXT_FIELD,
         num_workers=args.workers,
+        remove_duplicates=args.remove_duplicate_pages,
     )
+    if summary["duplicates_removed"]:
+        print("%d duplicate pages removed" % summary["duplicates_removed"])
     print(
         "%d pages added to '%s'; %d files already complete, %d replaced, "
         "%d failures"
@@ -141,6 +151,11 @@ def run_add_pdfs(args):
             len(summary["failed"]),
         )
     )
+    if summary["added_elsewhere"]:
+        print(
+            "  %d pages rendered here had been added by another run meanwhile"
+            % summary["added_elsewhere"]
+        )
     for path, page, message in summary["failed"]:
         where = path if page is None else "%s page %d" % (path, page)
         print("  failed: %s: %s" % (where, pdfs.failure_reason(path, message)))
@@ -175,6 +190,27 @@ def embed_shard_arguments(parser):
         default=None,
         help="data loader workers",
     )
+    # the rest of the vector space (options.VECTOR_SPACE_DEFAULTS): every
+    # shard of a field must give the same; left out, the model's default
+    space = parser.add_argument_group(
+        "vector space",
+        "options that change the vectors: the field records those of its "
+        "first shard and refuses shards with others (default: the model's)",
+    )
+    space.add_argument("--vector-mode", choices=options.VECTOR_MODES)
+    space.add_argument(
+        "--pooling-strategy", choices=options.POOLING_STRATEGIES
+    )
+    space.add_argument(
+        "--truncate-dim",
+        type=positive_int,
+        help="Matryoshka dimension of single vectors (%s)"
+        % ", ".join(str(d) for d in options.MATRYOSHKA_DIMS),
+    )
+    space.add_argument("--query-prompt-name", choices=options.PROMPT_NAMES)
+    space.add_argument("--passage-prompt-name", choices=options.PROMPT_NAMES)
+    space.add_argument("--max-pixels", type=positive_int)
+    space.add_argument("--min-pixels", type=positive_int)
     parser.set_defaults(run=run_embed_shard)
 
 
@@ -185,20 +221,37 @@ def run_embed_shard(args):
     kwargs = {"task": args.task, "dtype": args.dtype}
     if args.device:
         kwargs["device"] = args.device
-    n = sharding.embed_shard(
-        args.dataset,
-        args.field,
-        shard,
-        num_shards,
-        batch_size=args.batch_size,
-        num_workers=args.num_workers,
-        **kwargs,
-    )
+    for name in options.VECTOR_SPACE_DEFAULTS:
+        value = getattr(args, name)
+        if value is not None:
+            kwargs[name] = value
+    try:
+        n = sharding.embed_shard(
+            args.dataset,
+            args.field,
+            shard,
+            num_shards,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            **kwargs,
+        )
+    except sharding.FieldSpaceMismatch as e:
+        # the fix spelled as this command's options
+        raise ValueError(e.describe(_space_flag, sep=" "))
     print(
         "shard %d/%d: embedded %d samples into '%s'"
         % (shard, num_shards, n, args.field)
     )
     return 0
+
+
+def _space_flag(name, value):
+    """``--task code``, or ``without --truncate-dim`` for an option at
+    its default of None."""
+    flag = "--" + name.replace("_", "-")
+    if value is None:
+        return "without %s" % flag
+    return "%s %s" % (flag, value)
 
 
 # -- install-tiny ------------------------------------------------------------

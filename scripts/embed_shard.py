@@ -5,7 +5,12 @@ devices and machines sharing one FiftyOne database.
     python scripts/embed_shard.py --dataset NAME --field FIELD --shard I/N \\
         [--task retrieval] [--dtype auto] [--batch-size 8] [--device cuda:0]
 
-The same as ``jina-v4 embed-shard`` (``--help`` lists the options).
+The same as ``jina-v4 embed-shard`` (``--help`` lists the options). The
+first shard records its vector-space options (task, vector mode, ...) in
+the field's ``info`` before it writes anything; a shard started with other
+ones, at the same moment or after a kill, exits with status 2 and a
+message naming the option, both values and the fix, having written
+nothing.
 """
 
 import sys

@@ -6,8 +6,9 @@ beat}`` in the ``jina_v4_locks`` collection. Taking it is one insert with
 the name as primary key, so of two processes that try at once exactly one
 wins. A holder that died without releasing is recognised and replaced:
 
-- on the holder's own host, by its process being gone (or being another
-  process that reused the pid: the process start time differs);
+- on the holder's own host and pid namespace (containers of one host may
+  share its name), by its process being gone (or being another process
+  that reused the pid: the process start time differs);
 - anywhere, by a heartbeat older than ``stale_after`` seconds.
 
 Taking over a dead holder's lock is a conditional replace (only if the
@@ -81,6 +82,14 @@ def process_start(pid):
         return None
 
 
+def pid_namespace():
+    """This process's pid namespace (Linux), or None where unknown."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
 def process_alive(pid, started=None):
     """Whether process ``pid`` of this host is alive (and, when
     ``started`` is given and readable, is the same process)."""
@@ -127,6 +136,7 @@ class Lock(object):
             "host": socket.gethostname(),
             "pid": pid,
             "started": process_start(pid),
+            "pid_namespace": pid_namespace(),
             "token": self.token,
             "purpose": self.purpose,
             "since": now,
@@ -135,7 +145,11 @@ class Lock(object):
 
     def is_dead(self, holder, same_process_is_dead=False):
         """Whether ``holder`` (a lock document) is gone."""
-        if holder.get("host") == socket.gethostname():
+        namespace = holder.get("pid_namespace")
+        if holder.get("host") == socket.gethostname() and namespace in (
+            None,
+            pid_namespace(),
+        ):
             if holder.get("pid") == os.getpid():
                 return same_process_is_dead and holder.get("token") != self.token
             return not process_alive(holder.get("pid", -1), holder.get("started"))
@@ -161,6 +175,8 @@ class Lock(object):
         """
         import pymongo.errors
 
+        if self.held:
+            return self
         collection = _collection()
         deadline = time.monotonic() + wait
         while True:

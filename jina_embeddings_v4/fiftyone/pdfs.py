@@ -11,15 +11,32 @@ saved view ``pages_by_pdf`` (``group_by("pdf_path",
 order_by="page_number")``): a flat dataset keeps every page a sample that
 ``compute_embeddings`` and searches handle as usual, which FiftyOne's
 grouped datasets (one active slice at a time) would not.
+
+Integrity under concurrency and kills:
+
+- a page is ``(pdf_sha256, page_number)``, and a unique index of the
+  dataset on that pair (:data:`PAGE_INDEX`) lets MongoDB refuse a second
+  copy: two runs at once into one dataset add each page once, the pages
+  one run rendered and the other added first counted as
+  ``added_elsewhere``;
+- render workers are fresh interpreters that import the renderer only
+  (they hold none of this process's database sockets, and a script that
+  calls :func:`add_pdfs` needs no ``__main__`` guard) and die with this
+  process, even when it is killed with SIGKILL (see
+  ``pdf_render.render_in_processes``);
+- a worker killed by the system (the OOM killer, say) costs no page: the
+  page it was rendering is rendered again in a new worker, and fails only
+  if it kills that one too.
 """
 
+import collections
+import contextlib
 import logging
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import fiftyone as fo
 import fiftyone.core.utils as fou
+from pymongo.errors import BulkWriteError, OperationFailure
 
 from ..io import pdf_render
 
@@ -29,6 +46,14 @@ DEFAULT_TEXT_FIELD = "pdf_text"
 GROUPED_VIEW = "pages_by_pdf"
 # pages added to the dataset at a time as they are rendered
 ADD_BATCH = 32
+# the fields that identify a page, and the unique index over them; samples
+# that are no PDF page (no pdf_sha256) are outside it
+PAGE_KEY = [("pdf_sha256", 1), ("page_number", 1)]
+PAGE_INDEX = "pdf_sha256_1_page_number_1"
+PAGE_INDEX_FILTER = {"pdf_sha256": {"$type": "string"}}
+DUPLICATE_KEY = 11000
+# what a message lists of many duplicate pages
+DUPLICATES_NAMED = 5
 
 
 def add_pdfs(
@@ -41,8 +66,14 @@ def add_pdfs(
     text_field=DEFAULT_TEXT_FIELD,
     num_workers=None,
     progress=None,
+    remove_duplicates=False,
 ):
     """Adds the pages of PDF files to a dataset.
+
+    Safe to run in several processes at once on one dataset: each page is
+    added once (see the module's notes). The dataset is reloaded first,
+    to see what other processes did to it: save edits of its own
+    attributes (``info``, say) before.
 
     Args:
         dataset: a ``fo.Dataset``, or the name of one (created, persistent,
@@ -62,22 +93,43 @@ def add_pdfs(
         num_workers (None): rendering processes (default: the CPU count);
             0 renders in this process
         progress (None): FiftyOne's progress bar setting
+        remove_duplicates (False): first remove the extra copies of
+            pages that are in the dataset more than once (see
+            :func:`remove_duplicate_pages`); without it such a dataset
+            raises :class:`DuplicatePages`
 
     Returns:
-        a dict: ``added`` (pages added), ``replaced`` (files whose changed
-        content replaced their pages), ``skipped`` (files already
-        complete), ``failed`` (``(path, page or None, message)``)
+        a dict: ``added`` (pages added), ``added_elsewhere`` (pages this
+        run rendered that another run had added meanwhile), ``replaced``
+        (files whose changed content replaced their pages), ``skipped``
+        (files already complete), ``failed`` (``(path, page or None,
+        message)``), ``duplicates_removed`` (extra copies removed)
     """
     if max_pixels is None and dpi is None:
         raise ValueError("Set max_pixels, dpi, or both")
+    if dpi is not None and not dpi > 0:
+        raise ValueError("dpi must be positive, got %r" % (dpi,))
     pdf_render.import_pdfium()
     files = find_pdfs(pdfs)
     if not files:
         raise NoPdfsFound(_nothing_found_message(pdfs))
     dataset = _get_dataset(dataset)
+    # what other processes did to it since this one loaded it (fields,
+    # media type, saved views): FiftyOne keeps one object per dataset
+    dataset.reload()
     _declare_fields(dataset, text_field)
+    summary = {
+        "added": 0,
+        "added_elsewhere": 0,
+        "replaced": [],
+        "skipped": [],
+        "failed": [],
+        "duplicates_removed": 0,
+    }
+    if remove_duplicates:
+        summary["duplicates_removed"] = remove_duplicate_pages(dataset)
+    ensure_page_index(dataset)
     images_dir = os.path.abspath(os.path.expanduser(images_dir))
-    summary = {"added": 0, "replaced": [], "skipped": [], "failed": []}
 
     tasks = []
     for path in files:
@@ -93,13 +145,138 @@ def add_pdfs(
             dataset, tasks, text_field, num_workers, progress, summary
         )
 
-    if GROUPED_VIEW not in dataset.list_saved_views() and len(dataset):
+    _save_grouped_view(dataset)
+    return summary
+
+
+def _save_grouped_view(dataset):
+    # another run may have saved it since this one loaded the dataset
+    dataset.reload()
+    if GROUPED_VIEW in dataset.list_saved_views() or not len(dataset):
+        return
+    try:
         dataset.save_view(
             GROUPED_VIEW,
             dataset.group_by("pdf_path", order_by="page_number"),
             description="The pages of each PDF, in order",
         )
-    return summary
+    except ValueError:
+        # saved by another run in between
+        if GROUPED_VIEW not in dataset.list_saved_views():
+            raise
+
+
+class DuplicatePages(ValueError):
+    """The dataset holds some page (``pdf_sha256``, ``page_number``) more
+    than once, which keeps its unique page index from being built.
+
+    Attributes:
+        duplicates: ``{(pdf_path, page_number): number of samples}``
+    """
+
+    def __init__(self, dataset_name, duplicates):
+        self.duplicates = duplicates
+        named = sorted(duplicates)[:DUPLICATES_NAMED]
+        more = len(duplicates) - len(named)
+        super().__init__(
+            "%d pages are in the dataset twice or more (%s%s), as runs of "
+            "older versions at the same time left them: dataset '%s' cannot "
+            "get the unique page index that keeps this from happening again. "
+            "Remove the extra copies (the oldest sample of each page stays) "
+            "with `jina-v4 add-pdfs --remove-duplicate-pages ...` or "
+            "`remove_duplicate_pages(dataset)` of "
+            "jina_embeddings_v4.fiftyone.pdfs, then import again"
+            % (
+                len(duplicates),
+                ", ".join("%s page %d" % key for key in named),
+                ", and %d more" % more if more else "",
+                dataset_name,
+            )
+        )
+
+
+def ensure_page_index(dataset):
+    """Gives the dataset its unique index on ``(pdf_sha256,
+    page_number)`` (:data:`PAGE_INDEX`), if it has none yet.
+
+    Raises:
+        DuplicatePages: when pages already in the dataset more than once
+            keep the index from being built (it names them and the fix)
+    """
+    if PAGE_INDEX in dataset.list_indexes():
+        if dataset.get_index_information()[PAGE_INDEX].get("unique"):
+            return
+    try:
+        dataset.create_index(
+            PAGE_KEY,
+            unique=True,
+            partialFilterExpression=PAGE_INDEX_FILTER,
+        )
+    except (OperationFailure, ValueError) as e:
+        if _is_duplicate_key(e):
+            raise DuplicatePages(dataset.name, _duplicates(dataset)) from e
+        raise
+
+
+def _is_duplicate_key(error):
+    while error is not None:
+        if isinstance(error, BulkWriteError):
+            codes = {w.get("code") for w in error.details.get("writeErrors", [])}
+            return codes == {DUPLICATE_KEY}
+        if isinstance(error, OperationFailure):
+            return error.code == DUPLICATE_KEY
+        error = error.__cause__
+    return False
+
+
+def _page_copies(dataset):
+    """``{(sha256, page): [(created_at, id, pdf_path), ...]}`` of every PDF
+    page in the dataset, oldest first."""
+    pages = dataset.match(fo.ViewField("pdf_sha256").exists())
+    columns = pages.values(
+        ["pdf_sha256", "page_number", "created_at", "id", "pdf_path"]
+    )
+    copies = collections.defaultdict(list)
+    for sha, page, created, sample_id, path in zip(*columns):
+        copies[(sha, page)].append((created, sample_id, path))
+    for samples in copies.values():
+        samples.sort(key=lambda c: (c[0] is None, c[0], c[1]))
+    return copies
+
+
+def _duplicates(dataset):
+    return {
+        (samples[0][2], page): len(samples)
+        for (_, page), samples in _page_copies(dataset).items()
+        if len(samples) > 1
+    }
+
+
+def remove_duplicate_pages(dataset):
+    """Deletes the extra copies of pages that are in the dataset more than
+    once (same ``pdf_sha256`` and ``page_number``), keeping the oldest
+    sample of each page, so that the unique page index can be built.
+
+    Args:
+        dataset: a ``fo.Dataset``, or the name of one
+
+    Returns:
+        the number of samples deleted
+    """
+    dataset = _get_dataset(dataset, create=False)
+    extra = [
+        c[1]
+        for samples in _page_copies(dataset).values()
+        for c in samples[1:]
+    ]
+    if extra:
+        logger.info(
+            "Removing %d duplicate pages from dataset '%s'",
+            len(extra),
+            dataset.name,
+        )
+        dataset.delete_samples(extra)
+    return len(extra)
 
 
 class NoPdfsFound(ValueError):
@@ -166,6 +343,13 @@ def find_pdfs(pdfs):
 
 
 def _declare_fields(dataset, text_field):
+    if dataset.media_type is None:
+        # set before any page is added: a run that set it while another
+        # added pages would be refused (not on an empty dataset)
+        try:
+            dataset.media_type = "image"
+        except ValueError:
+            dataset.reload()
     # declared up front: a field whose values are all None (no PDF has a
     # title, say) would otherwise not exist
     fields = {
@@ -189,16 +373,22 @@ def _declare_fields(dataset, text_field):
             )
 
 
-def _get_dataset(dataset):
+def _get_dataset(dataset, create=True):
     if isinstance(dataset, fo.Dataset):
         return dataset
 
     if not isinstance(dataset, str) or not dataset.strip():
         raise ValueError("dataset must be a fo.Dataset or a dataset name")
-    if fo.dataset_exists(dataset):
+    if fo.dataset_exists(dataset) or not create:
         return fo.load_dataset(dataset)
 
-    created = fo.Dataset(dataset)
+    try:
+        created = fo.Dataset(dataset)
+    except Exception as e:
+        # another run created it since: a unique name, refused twice
+        if _is_duplicate_key(e) or fo.dataset_exists(dataset):
+            return fo.load_dataset(dataset)
+        raise
     created.persistent = True
     return created
 
@@ -285,8 +475,7 @@ def _render_and_add(dataset, tasks, text_field, num_workers, progress, summary):
 
     def flush():
         if pending:
-            dataset.add_samples(pending, progress=False)
-            summary["added"] += len(pending)
+            _insert(dataset, list(pending), summary)
             pending.clear()
 
     def handle(task, result, error):
@@ -299,32 +488,45 @@ def _render_and_add(dataset, tasks, text_field, num_workers, progress, summary):
             flush()
 
     with fou.ProgressBar(total=len(tasks), progress=progress) as pb:
+
+        def done(task, result, error):
+            handle(task, result, error)
+            pb.update()
+
         try:
             if num_workers <= 0:
                 for task in tasks:
-                    handle(*pdf_render.render_task(task))
-                    pb.update()
+                    done(*pdf_render.render_task(task))
             else:
-                with ProcessPoolExecutor(
-                    max_workers=num_workers, mp_context=_context()
-                ) as pool:
-                    futures = [
-                        pool.submit(pdf_render.render_task, t) for t in tasks
-                    ]
-                    for future in as_completed(futures):
-                        handle(*future.result())
-                        pb.update()
+                outcomes = pdf_render.render_in_processes(tasks, num_workers)
+                with contextlib.closing(outcomes):
+                    for outcome in outcomes:
+                        done(*outcome)
         finally:
             # what was rendered is kept, so an interrupted run resumes
             flush()
 
 
-def _context():
-    # fork: workers need no import path; elsewhere the default
-    methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods:
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context()
+def _insert(dataset, samples, summary):
+    """Adds ``samples`` in one ordered insert; a page that another run
+    added meanwhile (refused by the unique page index) is counted in
+    ``added_elsewhere`` and the insert continues after it."""
+    while samples:
+        try:
+            dataset.add_samples(samples, batcher=False, progress=False)
+        except ValueError as e:
+            bulk = e.__cause__
+            if not (isinstance(bulk, BulkWriteError) and _is_duplicate_key(bulk)):
+                raise
+            # an ordered insert stops at the refused page: those before it
+            # are in, those after it are tried again
+            refused = bulk.details["writeErrors"][0]["index"]
+            summary["added"] += refused
+            summary["added_elsewhere"] += 1
+            samples = samples[refused + 1 :]
+            continue
+        summary["added"] += len(samples)
+        return
 
 
 def _sample(task, result, text_field):
