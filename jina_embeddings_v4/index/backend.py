@@ -16,6 +16,7 @@ writes each batch's vectors to the store as FiftyOne's data loader feeds
 it, and detaches when FiftyOne adds the embeddings to the index.
 """
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -37,6 +38,7 @@ from fiftyone.brain.similarity import (
 
 from .. import options
 from ..io import image_inputs
+from ..scoring import lexical
 from . import capture
 from . import register
 from . import store as st
@@ -58,6 +60,15 @@ BUILD_STATES = (None, BUILDING, COMPLETE)
 # not written for this long; on the holder's own host a dead process is
 # recognised at once
 BUILD_LOCK_STALE_S = 900.0
+# how long add_to_index / remove_from_index wait for another writer
+WRITE_LOCK_WAIT_S = 60
+
+# with text_field: the weight of the words in the fused score (see
+# scoring/lexical.py); 0.7 lets a page that holds the query's rare words
+# lead a page that only looks alike (measured: benchmarks/bench_hybrid.py)
+DEFAULT_TEXT_WEIGHT = 0.7
+# a hybrid search fuses the best this many (at least) of each ranking
+HYBRID_MIN_CANDIDATES = 100
 
 # pages embedded per forward pass when the index embeds pages itself
 # (add_to_index of pages it has not seen)
@@ -73,6 +84,8 @@ _OPTIONS = (
     "table_name",
     "heatmap_field",
     "heatmap_k",
+    "text_field",
+    "text_weight",
 )
 
 
@@ -122,6 +135,13 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
             writes none
         heatmap_k (25): how many of the top results get a heatmap (25:
             every result the App's search asks for)
+        text_field (None): a string field of the samples (``"pdf_text"``,
+            OCR, a caption) indexed for lexical search in the same store:
+            text queries then fuse its ranking with MaxSim's (hybrid
+            search); None searches by MaxSim alone
+        text_weight (0.7): the words' share of the fused score, in
+            ``[0, 1]`` (0: MaxSim alone; 1: the words alone, MaxSim
+            ordering the pages without a matching word)
         build_state (None): set by the index, not by users: ``"building"``
             from the moment a build under a brain key is registered until
             its results are saved, ``"complete"`` after (None: a run saved
@@ -142,6 +162,8 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
         heatmap_field=None,
         heatmap_k=DEFAULT_HEATMAP_K,
         build_state=None,
+        text_field=None,
+        text_weight=DEFAULT_TEXT_WEIGHT,
         embeddings_field=None,
         model=None,
         model_kwargs=None,
@@ -163,6 +185,14 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
         st.check_store(store)
         if table_name is not None:
             st.check_table_name(store, table_name)
+        if text_field is not None and (
+            not etau.is_str(text_field) or not text_field
+        ):
+            raise ValueError(
+                "text_field must be the name of a string field, got %r"
+                % (text_field,)
+            )
+        text_weight = lexical.check_text_weight(text_weight)
         if build_state not in BUILD_STATES:
             raise ValueError(
                 "build_state is recorded by the index; got %r" % (build_state,)
@@ -207,6 +237,8 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
         self.heatmap_field = heatmap_field
         self.heatmap_k = heatmap_k
         self.build_state = build_state
+        self.text_field = text_field
+        self.text_weight = text_weight
         self.task = space["task"]
         self._space = space
         self._api_key = api_key
@@ -300,6 +332,33 @@ def _vector_space_of(model, model_kwargs):
     return options.vector_space(model.config)
 
 
+def check_text_field(dataset, name):
+    """Raises a ValueError naming the string fields unless ``name`` is a
+    string field of ``dataset``."""
+    import fiftyone.core.fields as fof
+
+    field = dataset.get_field(name)
+    if isinstance(field, fof.StringField):
+        return
+
+    strings = sorted(
+        n
+        for n, f in dataset.get_field_schema().items()
+        if isinstance(f, fof.StringField) and n not in ("id", "filepath")
+    )
+    raise ValueError(
+        "text_field=%r: %s. Pass a string field of the samples (this "
+        "dataset's: %s), e.g. 'pdf_text' as add_pdfs writes it"
+        % (
+            name,
+            "no such field"
+            if field is None
+            else "a %s, not a string field" % type(field).__name__,
+            ", ".join(strings) or "none",
+        )
+    )
+
+
 def default_table_name(dataset, brain_key):
     """``fiftyone_<dataset id>_<brain key>_<hash>`` in the characters every
     store accepts (a random key when there is no brain key). The id, not
@@ -345,6 +404,8 @@ class JinaMultivectorSimilarity(Similarity):
     def _claim_fields(self, samples):
         # before anything is written (the run registered included): a
         # field of the user's is refused, ours is created
+        if self.config.text_field is not None:
+            check_text_field(samples._root_dataset, self.config.text_field)
         if self.config.heatmap_field is not None:
             from ..fiftyone.heatmaps import claim_fields
 
@@ -603,6 +664,7 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
                     singles=np.asarray(singles, np.float32),
                     multis=[np.asarray(m, np.float16) for m in multis],
                     grids=list(grids),
+                    texts=self._engine_texts(ids),
                 )
             )
         except Exception as e:
@@ -615,6 +677,45 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
         self._fresh_ids.update(ids)
         if self._backend is not None and hasattr(self._backend, "heartbeat"):
             self._backend.heartbeat()
+
+    def _engine_texts(self, ids):
+        # the text field as the samples hold it now (None: no text)
+        field = self.config.text_field
+        if field is None:
+            return None
+        view = self._samples._root_dataset.select(list(ids))
+        found = dict(zip(*view.values(["id", field])))
+        return [lexical.engine_text(found.get(i)) for i in ids]
+
+    def update_texts(self, sample_ids=None, batch_size=1000):
+        """Re-reads the text field into the index (after the texts
+        changed: OCR run again, a caption edited); no page is embedded.
+
+        Args:
+            sample_ids (None): the samples to update; None: every one the
+                index holds
+            batch_size (1000): pages per store update
+
+        Returns:
+            the number of pages updated
+        """
+        if self.config.text_field is None:
+            raise ValueError(
+                "This index has no text_field: build it with "
+                "text_field='pdf_text' (or another string field) for "
+                "hybrid search"
+            )
+        ids = self.store.ids() if sample_ids is None else [str(i) for i in sample_ids]
+        held = self.store.has(ids) if sample_ids is not None else set(ids)
+        ids = [i for i in ids if i in held]
+        with self._writing("update_texts"):
+            for start in range(0, len(ids), batch_size):
+                chunk = ids[start : start + batch_size]
+                self.store.update_texts(chunk, self._engine_texts(chunk))
+        self._dirty = True
+        self.store.finalize()
+        self._dirty = False
+        return len(ids)
 
     def check_writable(self):
         """Raises at once when an earlier write of this build failed: the
@@ -733,7 +834,46 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
         if label_ids is not None:
             raise ValueError("The jina_multivector index holds whole pages")
         self.check_writes()
+        with self._writing("add_to_index"):
+            self._add_to_index(
+                embeddings, sample_ids, overwrite, allow_existing, warn_existing
+            )
+        if reload:
+            self.reload()
 
+    @contextlib.contextmanager
+    def _writing(self, what):
+        # additions and removals from other processes take turns with each
+        # other and with builds of this key; a build's own calls hold the
+        # lock already
+        backend = self._backend
+        if self.key is None or getattr(backend, "_build_lock", None):
+            yield
+            return
+
+        from ..fiftyone import locks
+
+        lock = locks.Lock(
+            build_lock_name(self._samples._root_dataset, self.key),
+            stale_after=BUILD_LOCK_STALE_S,
+            purpose="jina_multivector " + what,
+        )
+        try:
+            lock.acquire(wait=WRITE_LOCK_WAIT_S)
+        except locks.LockHeld as e:
+            raise RuntimeError(
+                "The jina_multivector index '%s' is being written by another "
+                "process (%s); %s waited %d s. Try again when it is done"
+                % (self.key, locks.describe(e.holder), what, WRITE_LOCK_WAIT_S)
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _add_to_index(
+        self, embeddings, sample_ids, overwrite, allow_existing, warn_existing
+    ):
         ids = [str(i) for i in sample_ids]
         if embeddings is not None and len(embeddings) != len(ids):
             raise ValueError(
@@ -761,8 +901,6 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
         self.store.finalize()
         self._dirty = False
         self._fresh_ids = set()
-        if reload:
-            self.reload()
 
     def compute_embeddings(self, samples, model=None, **kwargs):
         """Embeds ``samples`` and stores them in the index as it goes
@@ -815,7 +953,8 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
             if missing:
                 logger.warning("%d ids are not in the index", len(missing))
 
-        self.store.delete(ids)
+        with self._writing("remove_from_index"):
+            self.store.delete(ids)
         self._dirty = True
         if reload:
             self.reload()
@@ -970,13 +1109,16 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
         if self.config.oversample is not None and k is not None:
             candidates = int(k) * self.config.oversample
 
-        ids, scores = self.store.search(
-            query,
-            None if k is None else int(k),
-            candidates=candidates,
-            allowed_ids=allowed,
-            reverse=reverse,
-        )
+        if self.config.text_field is not None and query.prompts and not reverse:
+            ids, scores = self._hybrid_search(query, k, allowed)
+        else:
+            ids, scores = self.store.search(
+                query,
+                None if k is None else int(k),
+                candidates=candidates,
+                allowed_ids=allowed,
+                reverse=reverse,
+            )
         if (
             self.config.heatmap_field
             and query.prompts
@@ -991,6 +1133,36 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
             return ids, None, scores
 
         return ids, None
+
+    def _hybrid_search(self, query, k, allowed):
+        """Text queries of an index with a text field: the best pages by
+        MaxSim and by the words, fused (see ``scoring/lexical.py``)."""
+        # each side brings the candidates the visual search alone would
+        # rank (k * oversample, at least HYBRID_MIN_CANDIDATES): MaxSim
+        # scores them all, so the cost stays that of a visual search
+        total = len(allowed) if allowed is not None else self.store.count()
+        pool = total
+        if k is not None and self.config.oversample is not None:
+            pool = min(
+                total,
+                max(int(k) * self.config.oversample, HYBRID_MIN_CANDIDATES),
+            )
+        vis_ids, vis_scores = self.store.search(
+            query, pool, candidates=pool, allowed_ids=allowed
+        )
+        terms = [t for p in query.prompts for t in lexical.terms(p)]
+        lex_ids, lex_scores = self.store.text_search(terms, pool, allowed)
+        visual = dict(zip(vis_ids, vis_scores))
+        extra = [i for i in lex_ids if i not in visual]
+        if extra:
+            # pages found by their words only: their exact MaxSim too
+            rows = self.store.fetch(extra)
+            visual.update(zip(rows.ids, st.maxsim_scores(query, rows.multis)))
+        fused = lexical.fuse(visual, dict(zip(lex_ids, lex_scores)), self.config.text_weight)
+        order = sorted(fused, key=lambda i: -fused[i])
+        if k is not None:
+            order = order[: int(k)]
+        return order, [fused[i] for i in order]
 
     def _check_finished(self):
         if self.config.build_state != BUILDING:

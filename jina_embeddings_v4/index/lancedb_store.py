@@ -25,6 +25,7 @@ from . import store as st
 logger = logging.getLogger(__name__)
 
 _ID = "sample_id"
+_TEXT = "text"
 _IN_CHUNK = 1000
 
 # Below this many rows the first stage is an exact scan (a few tens of
@@ -138,7 +139,13 @@ class LanceDBStore(object):
         """The LanceDB table, or None before the first row is written."""
         if self._table is None:
             if self.table_name in self._db.list_tables().tables:
-                self._table = self._db.open_table(self.table_name)
+                try:
+                    self._table = self._db.open_table(self.table_name)
+                except ValueError as e:
+                    # listed while another process creates (or drops) it:
+                    # not there yet
+                    if "not found" not in str(e):
+                        raise
         else:
             # other processes may have written since
             self._table.checkout_latest()
@@ -227,6 +234,20 @@ class LanceDBStore(object):
 
             table.create_index(_ID, config=BTree())
 
+        if self.has_text() and _TEXT not in names:
+            # the terms are ours (scoring/lexical.py): split on spaces only
+            table.create_fts_index(
+                _TEXT,
+                base_tokenizer="whitespace",
+                lower_case=False,
+                stem=False,
+                remove_stop_words=False,
+                ascii_folding=False,
+                with_position=False,
+                max_token_length=None,
+                replace=True,
+            )
+
         rows = table.count_rows()
         if "vector" not in names and rows >= ANN_MIN_ROWS:
             from lancedb.index import IvfFlat
@@ -237,6 +258,48 @@ class LanceDBStore(object):
                     distance_type="dot", num_partitions=_partitions(rows)
                 ),
             )
+
+    def has_text(self):
+        """Whether the table has the text column of hybrid search."""
+        table = self.table
+        return table is not None and _TEXT in table.schema.names
+
+    @retried_commit
+    def update_texts(self, ids, texts):
+        """Replaces the texts of pages the table holds (no vectors move)."""
+        table = self.table
+        if table is None or not len(ids):
+            return
+        pa = self._pa
+        data = pa.Table.from_arrays(
+            [pa.array(list(ids), pa.string()), pa.array(list(texts), pa.string())],
+            names=[_ID, _TEXT],
+        )
+        table.merge_insert(_ID).when_matched_update_all().execute(data)
+
+    @retried_read
+    def text_search(self, terms, limit, allowed_ids=None):
+        """The ids and BM25 scores (LanceDB's full-text index) of the
+        ``limit`` best pages holding any of ``terms``, best first."""
+        table = self.table
+        words = sorted(set(terms))
+        if (
+            table is None
+            or not words
+            or not self.has_text()
+            or (allowed_ids is not None and not allowed_ids)
+        ):
+            return [], []
+
+        search = (
+            table.search(" ".join(words), query_type="fts", fts_columns=_TEXT)
+            .select([_ID, "_score"])
+            .limit(limit)
+        )
+        if allowed_ids is not None:
+            search = search.where(_in_clause(allowed_ids), prefilter=True)
+        out = search.to_arrow()
+        return out[_ID].to_pylist(), [float(s) for s in out["_score"].to_pylist()]
 
     @retried_commit
     def _optimize(self, table):
@@ -356,24 +419,26 @@ class LanceDBStore(object):
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
         multivector = pa.ListArray.from_arrays(pa.array(offsets), tokens)
         grids = np.asarray(rows.grids, dtype=np.int32).reshape(-1, 3)
-        return pa.Table.from_arrays(
-            [
-                pa.array(rows.ids, pa.string()),
-                vector,
-                multivector,
-                pa.array(grids[:, 0]),
-                pa.array(grids[:, 1]),
-                pa.array(grids[:, 2]),
-            ],
-            names=[
-                _ID,
-                "vector",
-                "multivector",
-                "grid_rows",
-                "grid_cols",
-                "image_offset",
-            ],
-        )
+        arrays = [
+            pa.array(rows.ids, pa.string()),
+            vector,
+            multivector,
+            pa.array(grids[:, 0]),
+            pa.array(grids[:, 1]),
+            pa.array(grids[:, 2]),
+        ]
+        names = [
+            _ID,
+            "vector",
+            "multivector",
+            "grid_rows",
+            "grid_cols",
+            "image_offset",
+        ]
+        if rows.texts is not None:
+            arrays.append(pa.array(rows.texts, pa.string()))
+            names.append(_TEXT)
+        return pa.Table.from_arrays(arrays, names=names)
 
 
 class PageColumns(object):

@@ -20,12 +20,14 @@ import uuid
 
 import numpy as np
 
+from ..scoring import lexical
 from . import store as st
 
 logger = logging.getLogger(__name__)
 
 _DENSE = "dense"
 _MULTI = "multi"
+_TEXT = "text"
 _PAGE = 1000
 
 
@@ -163,34 +165,121 @@ class QdrantStore(object):
             return
 
         m = self._models
+        texts = rows.texts if rows.texts is not None else [None] * len(rows)
         with self._client() as client:
             if not self._exists(client):
-                self._create(client, rows.singles.shape[1])
-            points = [
-                m.PointStruct(
-                    id=point_id(sample_id),
-                    vector={
-                        _DENSE: np.asarray(single, np.float32).tolist(),
-                        # float16 values as stored in every store
-                        _MULTI: np.asarray(multi, np.float16)
-                        .astype(np.float32)
-                        .tolist(),
-                    },
-                    payload={
-                        "sample_id": sample_id,
-                        "grid": [int(g) for g in grid],
-                    },
+                self._create(
+                    client, rows.singles.shape[1], text=rows.texts is not None
                 )
-                for sample_id, single, multi, grid in zip(
-                    rows.ids, rows.singles, rows.multis, rows.grids
+            points = []
+            for sample_id, single, multi, grid, text in zip(
+                rows.ids, rows.singles, rows.multis, rows.grids, texts
+            ):
+                vector = {
+                    _DENSE: np.asarray(single, np.float32).tolist(),
+                    # float16 values as stored in every store
+                    _MULTI: np.asarray(multi, np.float16)
+                    .astype(np.float32)
+                    .tolist(),
+                }
+                sparse = self._sparse(text)
+                if sparse is not None:
+                    vector[_TEXT] = sparse
+                points.append(
+                    m.PointStruct(
+                        id=point_id(sample_id),
+                        vector=vector,
+                        payload={
+                            "sample_id": sample_id,
+                            "grid": [int(g) for g in grid],
+                        },
+                    )
                 )
-            ]
             client.upsert(self.collection_name, points=points, wait=True)
 
-    def _create(self, client, dim):
+    def _sparse(self, text):
+        # BM25's saturated term frequencies; Qdrant multiplies by its IDF
+        if not text:
+            return None
+        indices, values = lexical.sparse_vector(text.split())
+        return self._models.SparseVector(indices=indices, values=values)
+
+    def has_text(self):
+        """Whether the collection has the sparse text vectors of hybrid
+        search."""
+        with self._client() as client:
+            if not self._exists(client):
+                return False
+            info = client.get_collection(self.collection_name)
+            return _TEXT in (info.config.params.sparse_vectors or {})
+
+    def update_texts(self, ids, texts):
+        """Replaces the texts of pages the collection holds."""
         m = self._models
+        ids = list(ids)
+        if not ids:
+            return
+        with self._client() as client:
+            if not self._exists(client):
+                return
+            held = {
+                p.payload["sample_id"]
+                for p in client.retrieve(
+                    self.collection_name,
+                    ids=[point_id(i) for i in ids],
+                    with_payload=True,
+                    with_vectors=False,
+                )
+            }
+            empty = [i for i, t in zip(ids, texts) if i in held and not t]
+            full = [
+                m.PointVectors(id=point_id(i), vector={_TEXT: self._sparse(t)})
+                for i, t in zip(ids, texts)
+                if i in held and t
+            ]
+            if full:
+                client.update_vectors(self.collection_name, points=full, wait=True)
+            if empty:
+                client.delete_vectors(
+                    self.collection_name,
+                    vectors=[_TEXT],
+                    points=[point_id(i) for i in empty],
+                    wait=True,
+                )
+
+    def text_search(self, terms, limit, allowed_ids=None):
+        """The ids and scores (sparse dot product with Qdrant's IDF: BM25
+        without length normalisation) of the ``limit`` best pages holding
+        any of ``terms``, best first."""
+        m = self._models
+        words = sorted(set(terms))
+        if not words or (allowed_ids is not None and not allowed_ids):
+            return [], []
+        indices, values = lexical.sparse_vector(words)
+        flt = self._id_filter(allowed_ids)
+        with self._client() as client:
+            if not self._exists(client):
+                return [], []
+            info = client.get_collection(self.collection_name)
+            if _TEXT not in (info.config.params.sparse_vectors or {}):
+                return [], []
+            response = client.query_points(
+                self.collection_name,
+                query=m.SparseVector(indices=indices, values=values),
+                using=_TEXT,
+                limit=int(limit),
+                query_filter=flt,
+            )
+        return self._ranked(response, False)
+
+    def _create(self, client, dim, text=False):
+        m = self._models
+        sparse = None
+        if text:
+            sparse = {_TEXT: m.SparseVectorParams(modifier=m.Modifier.IDF)}
         client.create_collection(
             self.collection_name,
+            sparse_vectors_config=sparse,
             vectors_config={
                 _DENSE: m.VectorParams(size=int(dim), distance=m.Distance.DOT),
                 _MULTI: m.VectorParams(
@@ -270,13 +359,7 @@ class QdrantStore(object):
         if allowed_ids is not None and not allowed_ids:
             return [], []
 
-        flt = None
-        if allowed_ids is not None:
-            flt = m.Filter(
-                must=[
-                    m.HasIdCondition(has_id=[point_id(i) for i in allowed_ids])
-                ]
-            )
+        flt = self._id_filter(allowed_ids)
 
         with self._client() as client:
             if not self._exists(client):
@@ -340,6 +423,15 @@ class QdrantStore(object):
             ids = [p.payload["sample_id"] for p in first.points]
 
         return st.maxsim_rank(query, self.fetch(ids), k, reverse)
+
+    def _id_filter(self, allowed_ids):
+        """A filter to the points of ``allowed_ids`` (None: no filter)."""
+        if allowed_ids is None:
+            return None
+        m = self._models
+        return m.Filter(
+            must=[m.HasIdCondition(has_id=[point_id(i) for i in allowed_ids])]
+        )
 
     @staticmethod
     def _ranked(response, negated):

@@ -14,6 +14,9 @@ knows nothing of FiftyOne. A store has a handful of methods:
   ``reverse``), ranked by exact MaxSim over the single-vector first stage's
   ``candidates`` best (all rows when ``candidates`` is None)
 - ``close()``, ``drop()``
+- for hybrid search: ``text_search(terms, limit, allowed_ids)``, the ids
+  and lexical scores (BM25 or the engine's equivalent) of the pages that
+  hold any of ``terms``, best first; ``update_texts(ids, texts)``
 
 Scores are MaxSim sums over the query's tokens (higher is more similar);
 a query of several items scores each page by the mean of their MaxSims.
@@ -55,12 +58,16 @@ class PageRows:
         multis: float16 ``[n_tokens_i, 128]`` arrays (or None)
         grids: ``(rows, cols, offset)`` per page: its image tokens are
             ``multi[offset : offset + rows * cols]`` in row-major order
+        texts: the pages' lexical terms joined by spaces
+            (:func:`jina_embeddings_v4.scoring.lexical.engine_text`), for
+            an index with a text field (None otherwise)
     """
 
     ids: List[str]
     singles: Optional[np.ndarray] = None
     multis: Optional[list] = None
     grids: Optional[list] = field(default=None)
+    texts: Optional[list] = None
 
     def __len__(self):
         return len(self.ids)
