@@ -1134,6 +1134,53 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
 
         return ids, None
 
+    def first_stage_recall(self, queries, k=10, oversamples=(1, 2, 4, 8, 16)):
+        """How much of exhaustive MaxSim's top ``k`` the single-vector
+        first stage finds, per ``oversample``: run it with your own queries
+        on your own pages to choose ``oversample`` from data.
+
+        For each query, the share of the exhaustive top ``k`` (exact
+        MaxSim over every page of the index, or of its current view) that
+        is among the first stage's ``k * oversample`` candidates; the mean
+        over the queries. 1.0 means that oversample loses nothing.
+
+        Args:
+            queries: a text or a list of texts (each searched alone)
+            k (10): the results a search returns
+            oversamples ((1, 2, 4, 8, 16)): the values to measure
+
+        Returns:
+            ``{oversample: recall}``
+        """
+        options.check_positive_int("k", k)
+        for value in oversamples:
+            options.check_positive_int("oversample", value)
+        items = [queries] if etau.is_str(queries) else list(queries)
+        if not items:
+            raise ValueError("At least one query is required")
+        self._check_finished()
+        self._check_store_holds_pages()
+        allowed = set(self.current_sample_ids) if self.has_view else None
+        shares = {o: [] for o in oversamples}
+        for item in items:
+            query = self._parse_query([item])
+            exact, _ = self.store.search(
+                query, int(k), candidates=None, allowed_ids=allowed
+            )
+            truth = set(exact)
+            if not truth:
+                continue
+            single = st.Query(singles=query.singles, multis=None)
+            for value in oversamples:
+                first, _ = self.store.search(
+                    single, int(k) * value, allowed_ids=allowed
+                )
+                shares[value].append(len(truth & set(first)) / len(truth))
+
+        return {
+            o: (float(np.mean(v)) if v else 1.0) for o, v in shares.items()
+        }
+
     def _hybrid_search(self, query, k, allowed):
         """Text queries of an index with a text field: the best pages by
         MaxSim and by the words, fused (see ``scoring/lexical.py``)."""

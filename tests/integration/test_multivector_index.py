@@ -187,6 +187,29 @@ def test_two_stage_ranks_the_single_vector_candidates(built, model):
     assert view.values("id") == _ranking(scores)[:2]
 
 
+def test_first_stage_recall_against_exhaustive_maxsim(built, model):
+    ds, index, _ = built
+    singles = _page_singles(model, ds)
+    multis = _page_multis(model, ds)
+    queries = [QUERY, "shipping address and phone"]
+    expected = {1: [], 2: [], 3: [], 6: []}
+    for text in queries:
+        query_single = model.embed_prompt(text)
+        first = sorted(singles, key=lambda i: -float(singles[i] @ query_single))
+        query = _text_query_multi(model, text)
+        scores = {i: _maxsim(query, multis[i]) for i in singles}
+        truth = set(_ranking(scores)[:2])
+        for o in expected:
+            expected[o].append(len(truth & set(first[: 2 * o])) / 2)
+
+    recall = index.first_stage_recall(queries, k=2, oversamples=(1, 2, 3, 6))
+    assert recall == pytest.approx({o: np.mean(v) for o, v in expected.items()})
+    # 2 x 6 candidates cover all 12 pages: nothing can be missed
+    assert recall[6] == 1.0
+    with pytest.raises(ValueError, match="oversample must be a positive"):
+        index.first_stage_recall(QUERY, oversamples=(0,))
+
+
 def test_image_and_sample_id_queries(built, model):
     ds, index, _ = built
     multis = _page_multis(model, ds)
