@@ -94,6 +94,18 @@ def build_lock_name(dataset, brain_key):
     return "build:%s:%s" % (dataset._doc.id, brain_key)
 
 
+def build_lock(dataset, brain_key, what):
+    """The lock that builds of ``brain_key`` and writes to its index
+    (``what``: "build", "add_to_index", ...) take turns on."""
+    from ..fiftyone import locks
+
+    return locks.Lock(
+        build_lock_name(dataset, brain_key),
+        stale_after=BUILD_LOCK_STALE_S,
+        purpose="jina_multivector " + what,
+    )
+
+
 def break_build_lock(dataset, brain_key):
     """Releases the lock of a build of ``brain_key`` whose process is gone
     on another machine (on the same machine a dead build's lock is taken
@@ -414,11 +426,7 @@ class JinaMultivectorSimilarity(Similarity):
     def _lock_build(self, samples, key):
         from ..fiftyone import locks
 
-        lock = locks.Lock(
-            build_lock_name(samples._root_dataset, key),
-            stale_after=BUILD_LOCK_STALE_S,
-            purpose="jina_multivector build",
-        )
+        lock = build_lock(samples._root_dataset, key, "build")
         try:
             # a lock left in this process by a call that failed is stale
             lock.acquire(same_process_is_dead=True)
@@ -853,11 +861,7 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
 
         from ..fiftyone import locks
 
-        lock = locks.Lock(
-            build_lock_name(self._samples._root_dataset, self.key),
-            stale_after=BUILD_LOCK_STALE_S,
-            purpose="jina_multivector " + what,
-        )
+        lock = build_lock(self._samples._root_dataset, self.key, what)
         try:
             lock.acquire(wait=WRITE_LOCK_WAIT_S)
         except locks.LockHeld as e:
