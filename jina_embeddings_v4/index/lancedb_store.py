@@ -54,44 +54,48 @@ def _is_commit_conflict(error):
     return "conflict" in text and ("retry" in text or "commit" in text)
 
 
-def retried_read(method):
-    """Runs a read again on the latest version when files it needed were
-    cleaned up by a concurrent writer."""
+def _retrying(retries, retryable, pause, what):
+    """A decorator of store methods: runs the method again, on the latest
+    version, up to ``retries`` times when it raises an error that
+    ``retryable(error)`` accepts, sleeping ``pause(attempt)`` seconds
+    first."""
 
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        for attempt in range(READ_RETRIES + 1):
-            try:
-                return method(self, *args, **kwargs)
-            except Exception as e:
-                if attempt == READ_RETRIES or not _is_missing_file(e):
-                    raise
-                logger.debug("Re-reading %s: %s", self.table_name, e)
-                self._table = None
-                time.sleep(0.05 * (attempt + 1))
+    def decorator(method):
+        @functools.wraps(method)
+        def wrapper(self, *args, **kwargs):
+            for attempt in range(retries + 1):
+                try:
+                    return method(self, *args, **kwargs)
+                except Exception as e:
+                    if attempt == retries or not retryable(e):
+                        raise
+                    logger.debug("%s %s: %s", what, self.table_name, e)
+                    self._table = None
+                    time.sleep(pause(attempt))
 
-    return wrapper
+        return wrapper
+
+    return decorator
 
 
-def retried_commit(method):
-    """Runs a write again when a concurrent writer committed first, or
-    cleaned up the version it started from (writes here are idempotent:
-    upserts by sample id, deletes)."""
+# a read runs again on the latest version when files it needed were
+# cleaned up by a concurrent writer
+retried_read = _retrying(
+    READ_RETRIES,
+    _is_missing_file,
+    lambda attempt: 0.05 * (attempt + 1),
+    "Re-reading",
+)
 
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        for attempt in range(COMMIT_RETRIES + 1):
-            try:
-                return method(self, *args, **kwargs)
-            except Exception as e:
-                retryable = _is_commit_conflict(e) or _is_missing_file(e)
-                if attempt == COMMIT_RETRIES or not retryable:
-                    raise
-                logger.debug("Retrying a write to %s: %s", self.table_name, e)
-                self._table = None
-                time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
-
-    return wrapper
+# a write runs again when a concurrent writer committed first, or cleaned
+# up the version it started from (writes here are idempotent: upserts by
+# sample id, deletes)
+retried_commit = _retrying(
+    COMMIT_RETRIES,
+    lambda e: _is_commit_conflict(e) or _is_missing_file(e),
+    lambda attempt: random.uniform(0.05, 0.2) * (attempt + 1),
+    "Retrying a write to",
+)
 
 
 def _partitions(rows):
