@@ -1,7 +1,9 @@
 """Pages/s of PDF import: ``add_pdfs`` into a fresh FiftyOne dataset
-(render at the model's pixel budget, write PNGs, text layer, add samples)
-with 0 (this process), 1 and ``--workers`` rendering processes, and the
-render alone, in one process on the same files.
+(render at the model's pixel budget, write PNGs, text layer, word boxes,
+add samples) with 0 (this process), 1 and ``--workers`` rendering
+processes, and the render alone with and without word boxes, in one
+process on the same files; the word boxes' share of the samples' size in
+the database.
 
 Uses Debian's real PDFs that ``make test`` fetches (libtasn1's manual and
 the shared-mime-info spec), or the PDFs given::
@@ -50,15 +52,19 @@ def main(argv=None):
     if warning:
         print(warning)
 
-    def render_only():
-        out = os.path.join(tmp, "render-only")
-        for path in pdfs:
-            n = pdf_render.describe(path)["num_pages"]
-            for k in range(1, n + 1):
-                pdf_render.render_page(
-                    path, k, os.path.join(out, "%d.png" % k), with_text=True
-                )
-        shutil.rmtree(out)
+    def render_only(with_words):
+        def run():
+            out = os.path.join(tmp, "render-only")
+            for path in pdfs:
+                n = pdf_render.describe(path)["num_pages"]
+                for k in range(1, n + 1):
+                    pdf_render.render_page(
+                        path, k, os.path.join(out, "%d.png" % k),
+                        with_text=True, with_words=with_words,
+                    )
+            shutil.rmtree(out)
+
+        return run
 
     def import_with(workers):
         def run():
@@ -67,12 +73,18 @@ def main(argv=None):
             summary = add_pdfs(name, pdfs, images, num_workers=workers,
                                progress=False)
             assert summary["added"] == pages, summary
-            fo.load_dataset(name).delete()
+            dataset = fo.load_dataset(name)
+            sizes.update(_bson_sizes(dataset))
+            dataset.delete()
             shutil.rmtree(images)
 
         return run
 
-    runs = [("render + text only, this process", render_only)]
+    sizes = {}
+    runs = [
+        ("render + text only, this process", render_only(False)),
+        ("render + text + words, this process", render_only(True)),
+    ]
     for workers in sorted({0, 1, args.workers}):
         label = ("add_pdfs, num_workers=%d" % workers
                  + (" (this process)" if workers == 0 else ""))
@@ -95,7 +107,26 @@ def main(argv=None):
     print()
     print("parallel (%d workers) / this process: %.2fx pages/s"
           % (args.workers, serial / parallel))
+    words = best["render + text + words, this process"]
+    plain = best["render + text only, this process"]
+    print("word boxes: render %.2fx the time without them; %.1f KB of "
+          "%.1f KB per sample in the database (%.0f%%)"
+          % (words / plain, sizes["words"] / pages / 1024,
+             sizes["total"] / pages / 1024,
+             100.0 * sizes["words"] / sizes["total"]))
     return 0
+
+
+def _bson_sizes(dataset):
+    """Bytes of the samples' documents, and of their pdf_words values."""
+    import bson
+
+    total = words = 0
+    for doc in dataset._sample_collection.find({}):
+        total += len(bson.encode(doc))
+        if doc.get("pdf_words") is not None:
+            words += len(bson.encode({"w": doc["pdf_words"]}))
+    return {"total": total, "words": words}
 
 
 if __name__ == "__main__":

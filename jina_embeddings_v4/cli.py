@@ -1,7 +1,7 @@
 """The ``jina-v4`` command (also ``python -m jina_embeddings_v4``).
 
     jina-v4 add-pdfs --dataset NAME --images-dir DIR PDF_OR_FOLDER...
-    jina-v4 embed-shard --dataset NAME --field FIELD --shard I/N
+    jina-v4 embed-shard --dataset NAME (--field FIELD | --brain-key KEY) --shard I/N
     jina-v4 demo [--tiny | --auto-tiny] ...
     jina-v4 install-tiny [--zoo-dir DIR]
 
@@ -109,6 +109,12 @@ def add_pdfs_arguments(parser):
         "--no-text", action="store_true", help="skip the PDF's text layer"
     )
     parser.add_argument(
+        "--no-words",
+        action="store_true",
+        help="skip the text layer's word boxes (field pdf_words), from "
+        "which searches draw where a query's words matched",
+    )
+    parser.add_argument(
         "--workers",
         type=non_negative_int,
         default=None,
@@ -135,6 +141,7 @@ def run_add_pdfs(args):
         dpi=args.dpi,
         password=args.password,
         text_field=None if args.no_text else pdfs.DEFAULT_TEXT_FIELD,
+        words_field=None if args.no_words else pdfs.DEFAULT_WORDS_FIELD,
         num_workers=args.workers,
         remove_duplicates=args.remove_duplicate_pages,
     )
@@ -168,17 +175,28 @@ def run_add_pdfs(args):
 
 def embed_shard_arguments(parser):
     parser.add_argument("--dataset", required=True)
-    parser.add_argument("--field", required=True, help="embeddings field")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--field", help="embeddings field (single vectors)")
+    where.add_argument(
+        "--brain-key",
+        help="a jina_multivector index (created with compute_similarity(..., "
+        "embeddings=False)): single and multi vectors go into its store, "
+        "with the index's own model options",
+    )
     parser.add_argument(
         "--shard", required=True, help="I/N: this process's shard (from 0)"
     )
     parser.add_argument(
-        "--task", default=options.DEFAULT_TASK, choices=options.TASKS
+        "--task",
+        default=None,
+        choices=options.TASKS,
+        help="default: %s (with --brain-key: the index's)" % options.DEFAULT_TASK,
     )
     parser.add_argument(
         "--dtype",
-        default="auto",
+        default=None,
         choices=("auto", "float32", "bfloat16", "float16"),
+        help="default: auto (with --brain-key: the index's)",
     )
     parser.add_argument("--batch-size", type=positive_int, default=8)
     parser.add_argument(
@@ -218,13 +236,19 @@ def run_embed_shard(args):
     from .fiftyone import sharding
 
     shard, num_shards = sharding.parse_shard(args.shard)
-    kwargs = {"task": args.task, "dtype": args.dtype}
-    if args.device:
-        kwargs["device"] = args.device
+    kwargs = {}
+    for name in ("task", "dtype", "device"):
+        if getattr(args, name):
+            kwargs[name] = getattr(args, name)
     for name in options.VECTOR_SPACE_DEFAULTS:
         value = getattr(args, name)
         if value is not None:
             kwargs[name] = value
+    if args.brain_key is not None:
+        return _run_index_shard(args, shard, num_shards, kwargs)
+
+    kwargs.setdefault("task", options.DEFAULT_TASK)
+    kwargs.setdefault("dtype", "auto")
     try:
         n = sharding.embed_shard(
             args.dataset,
@@ -241,6 +265,40 @@ def run_embed_shard(args):
     print(
         "shard %d/%d: embedded %d samples into '%s'"
         % (shard, num_shards, n, args.field)
+    )
+    return 0
+
+
+def _run_index_shard(args, shard, num_shards, kwargs):
+    from .index import shards
+
+    try:
+        n = shards.embed_index_shard(
+            args.dataset,
+            args.brain_key,
+            shard,
+            num_shards,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            **kwargs,
+        )
+    except shards.IndexSpaceMismatch as e:
+        # only a flag given can differ from the index: the fix, as flags
+        raise ValueError(
+            "the index '%s' was built with %s=%r, not %r: leave %s out (the "
+            "shard takes the index's options) or pass %s"
+            % (
+                e.brain_key,
+                e.name,
+                e.recorded,
+                e.requested,
+                "--" + e.name.replace("_", "-"),
+                _space_flag(e.name, e.recorded),
+            )
+        )
+    print(
+        "shard %d/%d: embedded %d pages into index '%s'"
+        % (shard, num_shards, n, args.brain_key)
     )
     return 0
 

@@ -21,6 +21,9 @@ OWNER = "jina_embeddings_v4"
 # what labels written by releases before the mark carry, by kind
 _LEGACY_ATTR = {"heatmap": "query"}
 
+# the field name suggested when the one asked for is taken, by kind
+_SUGGESTED = {"text matches": "text_matches"}
+
 
 def claim(dataset, name, label_cls, kind):
     """Makes sure ``name`` is a field of ``label_cls`` labels owned by this
@@ -57,8 +60,8 @@ def claim(dataset, name, label_cls, kind):
         raise ValueError(
             "Field '%s' of dataset '%s' is a %s; it cannot hold the %s labels "
             "this project writes, and is left as it is. Choose another field "
-            "name (e.g. 'query_heatmap')"
-            % (name, dataset.name, _describe(field), kind)
+            "name (e.g. '%s')"
+            % (name, dataset.name, _describe(field), kind, _suggested(kind))
         )
 
     info = field.info or {}
@@ -75,13 +78,17 @@ def claim(dataset, name, label_cls, kind):
         raise ValueError(
             "Field '%s' of dataset '%s' holds %s labels that this project did "
             "not write (%d samples); it is left as it is. Choose another "
-            "field name (e.g. 'query_heatmap')"
-            % (name, dataset.name, label_cls.__name__, foreign)
+            "field name (e.g. '%s')"
+            % (name, dataset.name, label_cls.__name__, foreign, _suggested(kind))
         )
 
     # written by an earlier release: ours, now marked
     field.info = dict(info, **{INFO_KEY: mark})
     field.save()
+
+
+def _suggested(kind):
+    return _SUGGESTED.get(kind, "query_heatmap")
 
 
 def _describe(field):

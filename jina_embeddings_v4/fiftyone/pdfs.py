@@ -43,6 +43,7 @@ from ..io import pdf_render
 logger = logging.getLogger(__name__)
 
 DEFAULT_TEXT_FIELD = "pdf_text"
+DEFAULT_WORDS_FIELD = "pdf_words"
 GROUPED_VIEW = "pages_by_pdf"
 # pages added to the dataset at a time as they are rendered
 ADD_BATCH = 32
@@ -67,6 +68,7 @@ def add_pdfs(
     num_workers=None,
     progress=None,
     remove_duplicates=False,
+    words_field=DEFAULT_WORDS_FIELD,
 ):
     """Adds the pages of PDF files to a dataset.
 
@@ -97,6 +99,12 @@ def add_pdfs(
             pages that are in the dataset more than once (see
             :func:`remove_duplicate_pages`); without it such a dataset
             raises :class:`DuplicatePages`
+        words_field ("pdf_words"): the field for each page's words and
+            their boxes on the page image, ``{"text": [word, ...],
+            "boxes": [[x, y, w, h], ...]}`` (relative, top-left origin, as
+            ``fo.Detection`` boxes), from which searches draw where a
+            query's words matched (``text_matches_field`` of the
+            ``jina_multivector`` index); None to skip it
 
     Returns:
         a dict: ``added`` (pages added), ``added_elsewhere`` (pages this
@@ -117,7 +125,12 @@ def add_pdfs(
     # what other processes did to it since this one loaded it (fields,
     # media type, saved views): FiftyOne keeps one object per dataset
     dataset.reload()
-    _declare_fields(dataset, text_field)
+    if words_field is not None and words_field == text_field:
+        raise ValueError(
+            "text_field and words_field are both %r: give them different "
+            "fields" % (words_field,)
+        )
+    _declare_fields(dataset, text_field, words_field)
     summary = {
         "added": 0,
         "added_elsewhere": 0,
@@ -136,13 +149,15 @@ def add_pdfs(
         tasks.extend(
             _plan_file(
                 dataset, path, images_dir, max_pixels, dpi,
-                _password_for(password, path), text_field, summary,
+                _password_for(password, path), text_field, words_field,
+                summary,
             )
         )
 
     if tasks:
         _render_and_add(
-            dataset, tasks, text_field, num_workers, progress, summary
+            dataset, tasks, text_field, words_field, num_workers, progress,
+            summary,
         )
 
     _save_grouped_view(dataset)
@@ -342,7 +357,7 @@ def find_pdfs(pdfs):
     return list(dict.fromkeys(found))
 
 
-def _declare_fields(dataset, text_field):
+def _declare_fields(dataset, text_field, words_field=None):
     if dataset.media_type is None:
         # set before any page is added: a run that set it while another
         # added pages would be refused (not on an empty dataset)
@@ -361,6 +376,8 @@ def _declare_fields(dataset, text_field):
     }
     if text_field is not None:
         fields[text_field] = fo.StringField
+    if words_field is not None:
+        fields[words_field] = fo.DictField
     schema = dataset.get_field_schema()
     for name, ftype in fields.items():
         if name not in schema:
@@ -400,7 +417,8 @@ def _password_for(password, path):
 
 
 def _plan_file(
-    dataset, path, images_dir, max_pixels, dpi, password, text_field, summary
+    dataset, path, images_dir, max_pixels, dpi, password, text_field,
+    words_field, summary,
 ):
     """The render tasks still to do for one file (warns and returns none
     for a file that cannot be read)."""
@@ -461,12 +479,15 @@ def _plan_file(
             "dpi": dpi,
             "password": password,
             "with_text": text_field is not None,
+            "with_words": words_field is not None,
         }
         for page in todo
     ]
 
 
-def _render_and_add(dataset, tasks, text_field, num_workers, progress, summary):
+def _render_and_add(
+    dataset, tasks, text_field, words_field, num_workers, progress, summary
+):
     if num_workers is None:
         num_workers = os.cpu_count() or 1
     num_workers = min(num_workers, len(tasks))
@@ -483,7 +504,7 @@ def _render_and_add(dataset, tasks, text_field, num_workers, progress, summary):
             _skip(task["path"], error)
             summary["failed"].append((task["path"], task["page_number"], error))
             return
-        pending.append(_sample(task, result, text_field))
+        pending.append(_sample(task, result, text_field, words_field))
         if len(pending) >= ADD_BATCH:
             flush()
 
@@ -529,7 +550,7 @@ def _insert(dataset, samples, summary):
         return
 
 
-def _sample(task, result, text_field):
+def _sample(task, result, text_field, words_field=None):
     sample = fo.Sample(
         filepath=task["out_path"],
         pdf_path=task["path"],
@@ -547,4 +568,6 @@ def _sample(task, result, text_field):
     )
     if text_field is not None:
         sample[text_field] = result["text"]
+    if words_field is not None:
+        sample[words_field] = result.get("words")
     return sample

@@ -37,6 +37,7 @@ from fiftyone.brain.similarity import (
 )
 
 from .. import options
+from ..fiftyone import pdfs
 from ..io import image_inputs
 from ..scoring import lexical
 from . import capture
@@ -67,6 +68,8 @@ WRITE_LOCK_WAIT_S = 60
 # scoring/lexical.py); 0.7 lets a page that holds the query's rare words
 # lead a page that only looks alike (measured: benchmarks/bench_hybrid.py)
 DEFAULT_TEXT_WEIGHT = 0.7
+# where add_pdfs stores the words and boxes text_matches_field draws from
+DEFAULT_WORDS_FIELD = pdfs.DEFAULT_WORDS_FIELD
 # a hybrid search fuses the best this many (at least) of each ranking
 HYBRID_MIN_CANDIDATES = 100
 
@@ -86,6 +89,8 @@ _OPTIONS = (
     "heatmap_k",
     "text_field",
     "text_weight",
+    "text_matches_field",
+    "words_field",
 )
 
 
@@ -154,6 +159,14 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
         text_weight (0.7): the words' share of the fused score, in
             ``[0, 1]`` (0: MaxSim alone; 1: the words alone, MaxSim
             ordering the pages without a matching word)
+        text_matches_field (None): a field in which each text search
+            writes ``fo.Detections`` of the words of its top
+            ``heatmap_k`` results that match the query's terms (one box
+            per word, labelled with the query's term), read from
+            ``words_field``; None writes none
+        words_field ("pdf_words"): the samples' words and their boxes,
+            as ``add_pdfs`` stores them (``{"text": [...], "boxes":
+            [[x, y, w, h], ...]}``)
         build_state (None): set by the index, not by users: ``"building"``
             from the moment a build under a brain key is registered until
             its results are saved, ``"complete"`` after (None: a run saved
@@ -176,6 +189,8 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
         build_state=None,
         text_field=None,
         text_weight=DEFAULT_TEXT_WEIGHT,
+        text_matches_field=None,
+        words_field=DEFAULT_WORDS_FIELD,
         embeddings_field=None,
         model=None,
         model_kwargs=None,
@@ -205,6 +220,16 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
                 % (text_field,)
             )
         text_weight = lexical.check_text_weight(text_weight)
+        for name, value, allow_none in (
+            ("text_matches_field", text_matches_field, True),
+            ("words_field", words_field, False),
+        ):
+            if (value is None and not allow_none) or (
+                value is not None and (not etau.is_str(value) or not value)
+            ):
+                raise ValueError(
+                    "%s must be the name of a field, got %r" % (name, value)
+                )
         if build_state not in BUILD_STATES:
             raise ValueError(
                 "build_state is recorded by the index; got %r" % (build_state,)
@@ -251,6 +276,8 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
         self.build_state = build_state
         self.text_field = text_field
         self.text_weight = text_weight
+        self.text_matches_field = text_matches_field
+        self.words_field = words_field
         self.task = space["task"]
         self._space = space
         self._api_key = api_key
@@ -422,6 +449,15 @@ class JinaMultivectorSimilarity(Similarity):
             from ..fiftyone.heatmaps import claim_fields
 
             claim_fields(samples._root_dataset, self.config.heatmap_field)
+        if self.config.text_matches_field is not None:
+            from ..fiftyone import text_matches
+
+            text_matches.check_words_field(
+                samples._root_dataset, self.config.words_field
+            )
+            text_matches.claim_field(
+                samples._root_dataset, self.config.text_matches_field
+            )
 
     def _lock_build(self, samples, key):
         from ..fiftyone import locks
@@ -602,6 +638,8 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
         self._build_finished = False
         self._write_error = None
         self._unwritten = set()
+        # how deep this object is in _writing (the lock is taken once)
+        self._writing_depth = 0
         super().__init__(samples, config, brain_key, backend=backend)
         if config.table_name is None:
             config.table_name = default_table_name(
@@ -665,16 +703,22 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
         the build then fails where FiftyOne would have skipped the batch
         (see :meth:`check_writes`)."""
         self.check_writable()
+        rows = st.PageRows(
+            ids=list(ids),
+            singles=np.asarray(singles, np.float32),
+            multis=[np.asarray(m, np.float16) for m in multis],
+            grids=list(grids),
+            texts=self._engine_texts(ids),
+        )
         try:
-            self.store.upsert(
-                st.PageRows(
-                    ids=list(ids),
-                    singles=np.asarray(singles, np.float32),
-                    multis=[np.asarray(m, np.float16) for m in multis],
-                    grids=list(grids),
-                    texts=self._engine_texts(ids),
-                )
-            )
+            if self.store.exists():
+                self.store.upsert(rows)
+            else:
+                # the write that creates the table: writers of other
+                # processes (shards) take turns, so one creates it and the
+                # others add to it
+                with self._writing("first write"):
+                    self.store.upsert(rows)
         except Exception as e:
             if self._write_error is None:
                 self._write_error = e
@@ -855,8 +899,16 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
         # other and with builds of this key; a build's own calls hold the
         # lock already
         backend = self._backend
-        if self.key is None or getattr(backend, "_build_lock", None):
-            yield
+        if (
+            self.key is None
+            or getattr(backend, "_build_lock", None)
+            or self._writing_depth
+        ):
+            self._writing_depth += 1
+            try:
+                yield
+            finally:
+                self._writing_depth -= 1
             return
 
         from ..fiftyone import locks
@@ -870,10 +922,21 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
                 "process (%s); %s waited %d s. Try again when it is done"
                 % (self.key, locks.describe(e.holder), what, WRITE_LOCK_WAIT_S)
             ) from None
+        self._writing_depth += 1
         try:
             yield
         finally:
+            self._writing_depth -= 1
             lock.release()
+
+    def finish_writes(self, what):
+        """After pages were written outside a build (a shard of a parallel
+        build): compacts and indexes the store (``finalize``), taking turns
+        with the index's other writers."""
+        with self._writing(what):
+            self.store.finalize()
+        self._dirty = False
+        self._fresh_ids = set()
 
     def _add_to_index(
         self, embeddings, sample_ids, overwrite, allow_existing, warn_existing
@@ -1132,6 +1195,17 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
             from ..fiftyone.heatmaps import heatmaps_for_search
 
             heatmaps_for_search(self, query, ids[: self.config.heatmap_k])
+        if (
+            self.config.text_matches_field
+            and query.prompts
+            and len(query.prompts) == 1
+            and not reverse
+        ):
+            from ..fiftyone import text_matches
+
+            text_matches.write_for_search(
+                self, query.prompts[0], ids[: self.config.heatmap_k]
+            )
 
         if return_dists:
             return ids, None, scores

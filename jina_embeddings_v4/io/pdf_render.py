@@ -38,6 +38,7 @@ import uuid
 
 from ..options import DEFAULT_MAX_PIXELS
 from .image_inputs import PAD_CANVAS_MAX_PIXELS, pad_long_side_limit
+from . import pdf_words
 
 logger = logging.getLogger(__name__)
 
@@ -194,12 +195,15 @@ def render_page(
     dpi=None,
     password=None,
     with_text=False,
+    with_words=False,
 ):
     """Renders one page (1-based) to a PNG.
 
     Returns:
-        ``{"width", "height", "text"}``: the image's pixel size and the
-        page's own text layer (None unless ``with_text``)
+        ``{"width", "height", "text", "words"}``: the image's pixel size,
+        the page's own text layer (None unless ``with_text``) and its words
+        with their boxes on the image (None unless ``with_words``; see
+        :func:`jina_embeddings_v4.io.pdf_words.page_words`)
     """
     pdf = open_pdf(path, password)
     try:
@@ -216,11 +220,16 @@ def render_page(
             image = page.render(scale=scale).to_pil()
             if image.mode != "RGB":
                 image = image.convert("RGB")
-            text = None
-            if with_text:
+            text = words = None
+            if with_text or with_words:
                 textpage = page.get_textpage()
-                text = textpage.get_text_bounded().replace("\r\n", "\n")
-                textpage.close()
+                try:
+                    if with_text:
+                        text = textpage.get_text_bounded().replace("\r\n", "\n")
+                    if with_words:
+                        words = pdf_words.page_words(page, textpage)
+                finally:
+                    textpage.close()
         except PdfError as e:
             raise PdfError("%s page %d: %s" % (path, page_number, e)) from e
         except MemoryError as e:
@@ -238,7 +247,12 @@ def render_page(
         pdf.close()
 
     _save_png(image, out_path)
-    return {"width": image.width, "height": image.height, "text": text}
+    return {
+        "width": image.width,
+        "height": image.height,
+        "text": text,
+        "words": words,
+    }
 
 
 def _save_png(image, out_path):
@@ -274,6 +288,7 @@ def render_task(task):
             dpi=task["dpi"],
             password=task["password"],
             with_text=task["with_text"],
+            with_words=task.get("with_words", False),
         )
         return task, result, None
     except PdfError as e:

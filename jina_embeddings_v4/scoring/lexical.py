@@ -45,18 +45,59 @@ def terms(text):
     >>> terms("Invoice INV-2024-0113, total: 12.50")
     ['invoice', 'inv_2024_0113', 'inv', '2024', '0113', 'total', '12_50', '12', '50']
     """
+    return [term for term, _ in term_spans(text)]
+
+
+def term_spans(text):
+    """``(term, spelling)`` pairs of :func:`terms`: each term with the text
+    it came from, as written (NFKC-normalised, case kept).
+
+    >>> term_spans("Invoice INV-2024")
+    [('invoice', 'Invoice'), ('inv_2024', 'INV-2024'), ('inv', 'INV'), ('2024', '2024')]
+    """
     if not text:
         return []
 
-    text = unicodedata.normalize("NFKC", str(text)).lower()
+    text = unicodedata.normalize("NFKC", str(text))
     out = []
     for match in _RUN.finditer(text):
         run = match.group(0)
         parts = _PART.findall(run)
         if len(parts) > 1:
-            out.append("_".join(parts)[:MAX_TERM_CHARS])
-        out.extend(p[:MAX_TERM_CHARS] for p in parts)
+            whole = "_".join(parts).lower()[:MAX_TERM_CHARS]
+            out.append((whole, run))
+        out.extend((p.lower()[:MAX_TERM_CHARS], p) for p in parts)
     return out
+
+
+def word_matches(query, words):
+    """Which of a page's words hold a term of ``query``.
+
+    Args:
+        query: the query text
+        words: the page's words (whitespace-free strings)
+
+    Returns:
+        ``[(index, label)]``: the words that share a term with the query,
+        in page order, each labelled with the query's spelling of its
+        longest shared term (a whole identifier before its parts)
+
+    >>> word_matches("total INV-2024", ["Total:", "inv-2024-9", "INV-2024.", "x"])
+    [(0, 'total'), (1, '2024'), (2, 'INV-2024')]
+    """
+    spelled = {}
+    for term, spelling in term_spans(query):
+        spelled.setdefault(term, spelling)
+    if not spelled:
+        return []
+
+    matches = []
+    for index, word in enumerate(words):
+        shared = [t for t in terms(word) if t in spelled]
+        if shared:
+            best = max(shared, key=len)
+            matches.append((index, spelled[best]))
+    return matches
 
 
 def engine_text(text):

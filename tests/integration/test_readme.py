@@ -180,15 +180,18 @@ def test_readme_blocks_run_offline(tmp_path):
     assert "would install jina-embeddings-v4-fiftyone" in outputs.lower()
     assert "shard 0/2: embedded" in outputs and "shard 1/2: embedded" in outputs
     assert "shard 0/32: embedded" in outputs
+    # the index blocks: both shards wrote into it, the Slurm task too
+    assert outputs.count("pages into index 'jina_mv'") == 3
 
 
 def _make_docs_dataset(env, env_file, home):
     # the sharding blocks embed a dataset named "docs"
     code = (
-        "import fiftyone as fo; "
-        "src = fo.load_dataset('papers'); "
-        "ds = fo.Dataset('docs', overwrite=True, persistent=True); "
-        "ds.add_samples([fo.Sample(filepath=p) for p in "
+        "import fiftyone as fo\n"
+        "if not fo.dataset_exists('docs'):\n"
+        "    src = fo.load_dataset('papers')\n"
+        "    ds = fo.Dataset('docs', persistent=True)\n"
+        "    ds.add_samples([fo.Sample(filepath=p) for p in "
         "src.limit(6).values('filepath')])"
     )
     proc = subprocess.run(

@@ -61,3 +61,29 @@ def test_text_weight_is_checked(bad):
     with pytest.raises(ValueError, match="text_weight must be a number in"):
         lx.check_text_weight(bad)
     assert lx.check_text_weight(0) == 0.0
+
+
+def test_term_spans_keep_the_query_spelling():
+    assert lx.term_spans("Total INV-2024") == [
+        ("total", "Total"),
+        ("inv_2024", "INV-2024"),
+        ("inv", "INV"),
+        ("2024", "2024"),
+    ]
+    assert lx.term_spans("") == [] and lx.term_spans(None) == []
+
+
+def test_word_matches_label_each_word_with_its_longest_shared_term():
+    words = ["Total:", "inv-2024-9", "INV-2024.", "x", "totally", "TOTAL"]
+    assert lx.word_matches("total INV-2024", words) == [
+        (0, "total"),
+        # the word's terms are inv_2024_9, inv, 2024, 9: "2024" is the
+        # longest the query has
+        (1, "2024"),
+        (2, "INV-2024"),
+        (5, "total"),
+    ]
+    # no stemming, no partial words; nothing in common, nothing matched
+    assert lx.word_matches("tot", words) == []
+    assert lx.word_matches("", words) == []
+    assert lx.word_matches("total", []) == []
