@@ -100,11 +100,11 @@ def add_pdfs(
             :func:`remove_duplicate_pages`); without it such a dataset
             raises :class:`DuplicatePages`
         words_field ("pdf_words"): the field for each page's words and
-            their boxes on the page image, ``{"text": [word, ...],
-            "boxes": [[x, y, w, h], ...]}`` (relative, top-left origin, as
-            ``fo.Detection`` boxes), from which searches draw where a
-            query's words matched (``text_matches_field`` of the
-            ``jina_multivector`` index); None to skip it
+            their boxes on the page image, stored compactly (read them
+            with :func:`jina_embeddings_v4.io.pdf_words.unpack`), from
+            which searches draw where a query's words matched
+            (``text_matches_field`` of the ``jina_multivector`` index);
+            None to skip it
 
     Returns:
         a dict: ``added`` (pages added), ``added_elsewhere`` (pages this

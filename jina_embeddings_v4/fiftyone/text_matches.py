@@ -13,6 +13,7 @@ field's lock and clear the results of earlier searches.
 import fiftyone as fo
 import fiftyone.core.labels as fol
 
+from ..io import pdf_words
 from ..scoring import lexical
 from . import owned_fields
 from .heatmaps import clear_field, locked_field
@@ -50,18 +51,16 @@ def match_detections(query, words):
 
     Args:
         query: the query text
-        words: ``{"text": [...], "boxes": [[x, y, w, h], ...]}`` or None
+        words: a page's words as ``add_pdfs`` stores them
+            (:func:`jina_embeddings_v4.io.pdf_words.pack`), or None
 
     Returns:
         a list of ``fo.Detection`` (label: the matched query term; the
         word itself in the ``word`` attribute)
     """
-    if not words:
-        return []
-    texts = words.get("text") or []
-    boxes = words.get("boxes") or []
+    texts, boxes = pdf_words.unpack(words)
     detections = []
-    for index, label in lexical.word_matches(query, texts[: len(boxes)]):
+    for index, label in lexical.word_matches(query, texts):
         detection = fol.Detection(
             label=label, bounding_box=list(boxes[index])
         )

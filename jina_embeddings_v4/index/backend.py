@@ -165,8 +165,8 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
             per word, labelled with the query's term), read from
             ``words_field``; None writes none
         words_field ("pdf_words"): the samples' words and their boxes,
-            as ``add_pdfs`` stores them (``{"text": [...], "boxes":
-            [[x, y, w, h], ...]}``)
+            as ``add_pdfs`` stores them (see
+            :func:`jina_embeddings_v4.io.pdf_words.pack`)
         build_state (None): set by the index, not by users: ``"building"``
             from the moment a build under a brain key is registered until
             its results are saved, ``"complete"`` after (None: a run saved

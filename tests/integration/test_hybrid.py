@@ -174,7 +174,7 @@ def test_word_boxes_lie_on_the_ink_of_the_rendered_page(tmp_root, rotation):
     import pypdfium2
     from PIL import Image
 
-    from jina_embeddings_v4.io import pdf_render
+    from jina_embeddings_v4.io import pdf_render, pdf_words
 
     pdf = pypdfium2.PdfDocument(debian_pdfs()[1])
     pdf[1].set_rotation(rotation)
@@ -183,15 +183,15 @@ def test_word_boxes_lie_on_the_ink_of_the_rendered_page(tmp_root, rotation):
     pdf.close()
     out = os.path.join(tmp_root, "rotated-%d.png" % rotation)
     result = pdf_render.render_page(path, 2, out, with_words=True)
-    words = result["words"]
-    assert len(words["text"]) == len(words["boxes"]) > 100
-    assert words["text"][:3] == ["Shared", "MIME-info", "Database"]
+    texts, boxes = pdf_words.unpack(result["words"])
+    assert len(texts) == len(boxes) > 100
+    assert texts[:3] == ["Shared", "MIME-info", "Database"]
 
     gray = np.asarray(Image.open(out).convert("L"))
     height, width = gray.shape
     assert (width > height) == (rotation in (90, 270))
     inside = np.zeros(gray.shape, bool)
-    for x, y, w, h in words["boxes"]:
+    for x, y, w, h in boxes:
         assert 0 <= x <= x + w <= 1 and 0 <= y <= y + h <= 1
         inside[
             int(y * height) : int(np.ceil((y + h) * height)) + 1,

@@ -2,7 +2,9 @@
 
 import pytest
 
-from jina_embeddings_v4.io.pdf_words import group_words, relative_box
+import numpy as np
+
+from jina_embeddings_v4.io.pdf_words import group_words, pack, relative_box, unpack
 
 
 def test_words_are_whitespace_free_runs_with_the_union_of_their_boxes():
@@ -60,3 +62,31 @@ def test_boxes_are_clipped_to_the_page_and_bad_input_named():
         relative_box(BOX, PAGE, 45)
     with pytest.raises(ValueError, match="Empty page box"):
         relative_box(BOX, (0, 0, 0, 10))
+
+
+def test_words_are_stored_compactly_and_read_back_within_a_pixel():
+    words = ["Invoice", "INV-2024-0113", "é"]
+    boxes = [[0.1, 0.2, 0.3, 0.05], [0.0, 0.0, 1.0, 1.0], [0.123456, 0.5, 0.01, 0.02]]
+    stored = pack(words, boxes)
+    assert stored["format"] == "words-uint16-xywh"
+    assert stored["text"] == "Invoice INV-2024-0113 é"
+    # 4 x 2 bytes per word, base64: 32 characters for 3 words
+    assert len(stored["boxes"]) == 32
+    back_words, back_boxes = unpack(stored)
+    assert back_words == words
+    assert np.abs(np.asarray(back_boxes) - np.asarray(boxes)).max() <= 0.5 / 65535 + 1e-5
+    assert unpack(None) == ([], []) and unpack(pack([], [])) == ([], [])
+
+
+def test_bad_word_data_is_named():
+    with pytest.raises(ValueError, match="2 words but 1 boxes"):
+        pack(["a", "b"], [[0, 0, 1, 1]])
+    with pytest.raises(ValueError, match="no whitespace"):
+        pack(["a b"], [[0, 0, 1, 1]])
+    with pytest.raises(ValueError, match="relative"):
+        pack(["a"], [[0, 0, 2, 1]])
+    with pytest.raises(ValueError, match="Unknown word-box format"):
+        unpack({"format": "v0", "text": "a", "boxes": ""})
+    damaged = dict(pack(["a", "b"], [[0, 0, 1, 1]] * 2), text="a")
+    with pytest.raises(ValueError, match="damaged: 1 words but 2 boxes"):
+        unpack(damaged)
