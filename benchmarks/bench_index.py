@@ -13,19 +13,30 @@
     (nothing added to the samples), and with multi vectors in a sample
     field (the old layout), interleaved.
 
+(c) Scale (``--scale N``, 100,000 pages by default when given): per
+    ``multivector_dtype``, the index built by 2 writer processes at once
+    (each writes every other batch, as two shards of a parallel build
+    would), compaction (``finalize``), disk per page, query p50/p95 for
+    oversample 4, 16 and None (exhaustive MaxSim), and peak memory of the
+    writers and of the searching process; at N/4, N/2 and N, so that the
+    10^6-page figures are projected from the measured growth (linear fit).
+
 Usage::
 
     python benchmarks/bench_index.py            # 5,000 and 20,000 pages
     python benchmarks/bench_index.py --quick    # 500 and 2,000 pages
+    python benchmarks/bench_index.py --scale 100000   # (c) only
 """
 
 import argparse
 import asyncio
+import datetime
 import os
 import shutil
 import sys
 import tempfile
 import time
+import warnings
 
 import _common
 from jina_embeddings_v4.testing import support
@@ -48,7 +59,20 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--keep", action="store_true", help="keep the data")
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=None,
+        help="run (c) only, up to this many pages (e.g. 100000)",
+    )
+    parser.add_argument(
+        "--dtypes",
+        default="float16,int8",
+        help="multivector_dtype values of (c), comma-separated",
+    )
     args = parser.parse_args()
+    if args.scale is not None:
+        return bench_scale(args.scale, args.dtypes.split(","), args.queries)
 
     tmp = tempfile.mkdtemp(prefix="bench-index-")
     os.environ.update(support.fiftyone_env(tmp))
@@ -69,13 +93,17 @@ def main():
 # -- (a) the index ---------------------------------------------------------
 
 
-def synthetic_pages(n, seed):
-    """Yields batches of :class:`store.PageRows`."""
+def synthetic_pages(n, seed, start=0):
+    """Yields batches of :class:`store.PageRows` of pages ``[start, n)``
+    (each batch drawn from its own seed, so a range gives the same pages
+    whoever writes it)."""
     from jina_embeddings_v4.index import store as st
 
-    rng = np.random.default_rng(seed)
-    topics = _unit(rng.normal(size=(TOPICS, DIM)).astype(np.float32))
-    for start in range(0, n, WRITE_BATCH):
+    topics = _unit(
+        np.random.default_rng(seed).normal(size=(TOPICS, DIM)).astype(np.float32)
+    )
+    for start in range(start, n, WRITE_BATCH):
+        rng = np.random.default_rng([seed, start])
         m = min(WRITE_BATCH, n - start)
         ids = ["%024x" % (start + i + 1) for i in range(m)]
         centers = topics[rng.integers(0, TOPICS, m)]
@@ -250,6 +278,164 @@ def print_sizes(rows):
             "PASS" if last["disk_ratio"] <= DISK_RATIO_TARGET else "FAIL",
         )
     )
+
+
+# -- (c) scale: a parallel build, per dtype, projected to 10^6 pages --------
+
+SCALE_WRITERS = 2
+PROJECTED = 1_000_000
+
+
+def _store(uri, dtype):
+    from jina_embeddings_v4.index.lancedb_store import LanceDBStore
+
+    if dtype == "float16":
+        return LanceDBStore(uri, "pages")
+    return LanceDBStore(uri, "pages", multivector_dtype=dtype)
+
+
+def _writer(uri, dtype, start, stop, seed, worker, workers, peaks):
+    """One writer process: every ``workers``-th batch of pages
+    ``[start, stop)`` from ``worker`` on."""
+    import resource
+
+    store = _store(uri, dtype)
+    for k, rows in enumerate(synthetic_pages(stop, seed, start=start)):
+        if k % workers == worker:
+            store.upsert(rows)
+    peaks.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+
+
+def _peak_rss():
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def bench_scale(n, dtypes, n_queries):
+    import multiprocessing
+
+    from jina_embeddings_v4.index import store as st
+
+    warning = _common.busy_warning()
+    tmp = tempfile.mkdtemp(prefix="bench-index-scale-")
+    steps = sorted({max(n // 4, 1), max(n // 2, 1), n})
+    print(
+        "(c) scale: LanceDB on local disk, %d writer processes, synthetic "
+        "pages of 300-800 tokens (mean 550), k 10, %d queries, load average "
+        "%.2f" % (SCALE_WRITERS, n_queries, os.getloadavg()[0])
+    )
+    if warning:
+        print(warning)
+    rng = np.random.default_rng(5)
+    queries = [
+        st.Query(
+            singles=_unit(rng.normal(size=(1, DIM))).astype(np.float32),
+            multis=[_unit(rng.normal(size=(20, 128))).astype(np.float32)],
+        )
+        for _ in range(n_queries)
+    ]
+    context = multiprocessing.get_context("spawn")
+    results = []
+    try:
+        for dtype in dtypes:
+            uri = os.path.join(tmp, dtype)
+            done = 0
+            build_s = 0.0
+            for step in steps:
+                peaks = context.Queue()
+                start = time.perf_counter()
+                procs = [
+                    context.Process(
+                        target=_writer,
+                        args=(uri, dtype, done, step, 11, w, SCALE_WRITERS, peaks),
+                    )
+                    for w in range(SCALE_WRITERS)
+                ]
+                for p in procs:
+                    p.start()
+                writer_peak = max(peaks.get() for _ in procs)
+                for p in procs:
+                    p.join()
+                    assert p.exitcode == 0, "a writer failed"
+                build_s += time.perf_counter() - start
+                start = time.perf_counter()
+                store = _store(uri, dtype)
+                store.finalize()
+                finalize_s = time.perf_counter() - start
+                # the disk of the latest version: finalize keeps superseded
+                # versions for CLEANUP_GRACE (readers of them), a bench has none
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    store.table.optimize(
+                        cleanup_older_than=datetime.timedelta(0),
+                        delete_unverified=True,
+                    )
+                assert store.count() == step, (store.count(), step)
+                done = step
+                row = {
+                    "dtype": dtype,
+                    "n": step,
+                    "build_s": build_s,
+                    "finalize_s": finalize_s,
+                    "disk_per_page": _folder_bytes(uri) / step,
+                    "writer_peak": writer_peak,
+                }
+                for name, oversample in (("o4", 4), ("o16", 16), ("all", None)):
+                    candidates = None if oversample is None else 10 * oversample
+                    row[name] = _latencies(
+                        lambda q: store.search(q, 10, candidates=candidates),
+                        queries,
+                    )
+                row["search_peak"] = _peak_rss()
+                results.append(row)
+                print(_scale_line(row), flush=True)
+                store.close()
+            shutil.rmtree(uri, ignore_errors=True)
+        _print_projection(results)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def _scale_line(r):
+    return (
+        "%-8s %8d pages: build %7.1f s (%5.0f pages/s) + finalize %6.1f s, "
+        "disk %6.1f KB/page, p50/p95 ms: oversample 4 %.0f/%.0f, 16 "
+        "%.0f/%.0f, None %.0f/%.0f; peak RSS writer %.2f GB, search %.2f GB"
+        % (
+            r["dtype"], r["n"], r["build_s"], r["n"] / r["build_s"],
+            r["finalize_s"], r["disk_per_page"] / 1000,
+            r["o4"][0] * 1000, r["o4"][1] * 1000,
+            r["o16"][0] * 1000, r["o16"][1] * 1000,
+            r["all"][0] * 1000, r["all"][1] * 1000,
+            r["writer_peak"] / 1e9, r["search_peak"] / 1e9,
+        )
+    )
+
+
+def _print_projection(results):
+    print()
+    print(
+        "projected to %d pages from the largest size measured: build at its "
+        "rate, disk at its bytes per page, exhaustive search linear in pages "
+        "(oversample searches read k * oversample pages whatever the size: "
+        "see their growth above)" % PROJECTED
+    )
+    for dtype in dict.fromkeys(r["dtype"] for r in results):
+        last = [r for r in results if r["dtype"] == dtype][-1]
+        scale = PROJECTED / last["n"]
+        print(
+            "%-8s build %.1f h with %d writers, disk %.0f GB, exhaustive "
+            "search p50 %.0f s"
+            % (
+                dtype,
+                last["build_s"] * scale / 3600,
+                SCALE_WRITERS,
+                last["disk_per_page"] * PROJECTED / 1e9,
+                last["all"][0] * scale,
+            )
+        )
 
 
 # -- (b) the App's grid ------------------------------------------------------
