@@ -224,6 +224,37 @@ def test_a_killed_shard_resumes_and_other_options_are_refused(pages_ds, tmp_root
     ds.delete_brain_run("killed")
 
 
+def test_shards_fill_a_qdrant_index_one_after_the_other(pages_ds, tmp_root):
+    # qdrant-client's local mode is one process at a time: the shards run
+    # in turn here (on a server they run at once)
+    ds = pages_ds
+    fob.compute_similarity(
+        ds,
+        model=MODEL_NAME,
+        model_kwargs=KWARGS,
+        backend="jina_multivector",
+        brain_key="parallel_qdrant",
+        embeddings=False,
+        store="qdrant",
+        path=os.path.join(tmp_root, "parallel-qdrant"),
+    )
+    counts = []
+    for shard in ("0/2", "1/2"):
+        run = subprocess.run(
+            [sys.executable, SCRIPT] + _args(ds, "parallel_qdrant", shard),
+            capture_output=True, text=True, timeout=600,
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        counts.append(_embedded(run.stdout))
+    assert sum(counts) == N and min(counts) > 0
+    index = ds.load_brain_results("parallel_qdrant")
+    assert sorted(index.store.ids()) == sorted(ds.values("id"))
+    for query in QUERIES:
+        got = ds.sort_by_similarity(query, k=5, brain_key="parallel_qdrant")
+        assert got.values("id") == _exhaustive(ds, index, query, 5)
+    ds.delete_brain_run("parallel_qdrant")
+
+
 def test_shards_name_a_missing_or_foreign_index(pages_ds, tmp_root):
     ds = pages_ds
     with pytest.raises(ValueError, match="embeddings=False"):
