@@ -39,6 +39,7 @@ from fiftyone.brain.similarity import (
 from .. import options
 from ..io import image_inputs
 from ..scoring import lexical
+from ..scoring import quantize
 from . import capture
 from . import register
 from . import store as st
@@ -86,6 +87,7 @@ _OPTIONS = (
     "heatmap_k",
     "text_field",
     "text_weight",
+    "multivector_dtype",
 )
 
 
@@ -154,6 +156,10 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
         text_weight (0.7): the words' share of the fused score, in
             ``[0, 1]`` (0: MaxSim alone; 1: the words alone, MaxSim
             ordering the pages without a matching word)
+        multivector_dtype ("float16"): how the store keeps multi vectors:
+            ``"float16"``, or ``"int8"`` (one float scale per token vector,
+            about half the bytes; see ``scoring/quantize.py``). Recorded
+            with the run: an index keeps the dtype it was built with
         build_state (None): set by the index, not by users: ``"building"``
             from the moment a build under a brain key is registered until
             its results are saved, ``"complete"`` after (None: a run saved
@@ -176,6 +182,7 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
         build_state=None,
         text_field=None,
         text_weight=DEFAULT_TEXT_WEIGHT,
+        multivector_dtype=quantize.DEFAULT_MULTIVECTOR_DTYPE,
         embeddings_field=None,
         model=None,
         model_kwargs=None,
@@ -205,6 +212,7 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
                 % (text_field,)
             )
         text_weight = lexical.check_text_weight(text_weight)
+        quantize.check_multivector_dtype(multivector_dtype)
         if build_state not in BUILD_STATES:
             raise ValueError(
                 "build_state is recorded by the index; got %r" % (build_state,)
@@ -251,6 +259,7 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
         self.build_state = build_state
         self.text_field = text_field
         self.text_weight = text_weight
+        self.multivector_dtype = multivector_dtype
         self.task = space["task"]
         self._space = space
         self._api_key = api_key
@@ -309,7 +318,11 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
         if self.store == "lancedb":
             from .lancedb_store import LanceDBStore
 
-            return LanceDBStore(self.uri, self.table_name)
+            return LanceDBStore(
+                self.uri,
+                self.table_name,
+                multivector_dtype=self.multivector_dtype,
+            )
 
         from .qdrant_store import QdrantStore
 
@@ -318,6 +331,7 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
             url=self.url,
             path=self.path,
             api_key=self._api_key,
+            multivector_dtype=self.multivector_dtype,
         )
 
 
@@ -498,7 +512,7 @@ class JinaMultivectorSimilarity(Similarity):
             if samples.load_brain_results(key, cache=False) is not None:
                 return False
 
-        same = ("store", "uri", "url", "path", "task")
+        same = ("store", "uri", "url", "path", "task", "multivector_dtype")
         if any(getattr(previous, a) != getattr(self.config, a) for a in same):
             raise ValueError(
                 "Brain key '%s' holds an interrupted jina_multivector build "
@@ -670,7 +684,8 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
                 st.PageRows(
                     ids=list(ids),
                     singles=np.asarray(singles, np.float32),
-                    multis=[np.asarray(m, np.float16) for m in multis],
+                    # float32: the store rounds to its own dtype
+                    multis=[np.asarray(m, np.float32) for m in multis],
                     grids=list(grids),
                     texts=self._engine_texts(ids),
                 )
@@ -997,7 +1012,7 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
 
     def get_multivectors(self, sample_ids):
         """The stored pages of these sample ids, with their multi vectors
-        (float16) and token grids: a :class:`store.PageRows` in the order
+        (float16, or float32 dequantized from an int8 index) and token grids: a :class:`store.PageRows` in the order
         asked, without the ids the index does not hold."""
         return self.store.fetch([str(i) for i in sample_ids], multi=True)
 
