@@ -21,6 +21,7 @@ runs on the same pages (float32, as it takes them) against our kernel.
 """
 
 import argparse
+import datetime
 import os
 import shutil
 import sys
@@ -112,6 +113,11 @@ def build(tmp, corpus, n_pages, queries):
             s.upsert(rows)
     for s in stores.values():
         s.finalize()
+        # the folder as a user's looks once the cleanup grace is over: the
+        # latest version only
+        s.table.optimize(
+            cleanup_older_than=datetime.timedelta(0), delete_unverified=True
+        )
     return stores, reference
 
 
@@ -224,7 +230,7 @@ def main(argv=None):
     parser.add_argument("--tokens", type=int, default=1030)
     parser.add_argument("--query-tokens", type=int, default=20)
     parser.add_argument("--queries", type=int, default=8)
-    parser.add_argument("--compare-pages", type=int, default=1000)
+    parser.add_argument("--compare-pages", type=int, default=500)
     add_threads_option(parser)
     args = parser.parse_args(argv)
     set_threads(parser, args)

@@ -6,7 +6,10 @@ Qdrant's MaxSim comparator and no HNSW graph, as Qdrant recommends for
 re-ranking vectors). A query is one request: a prefetch of the
 ``candidates`` best by ``dense``, ranked by MaxSim on ``multi`` inside the
 engine, so a cluster does the work. Both use the dot product: the vectors
-are unit length, and dot keeps the stored values as they are.
+are unit length, and dot keeps the stored values as they are. Exhaustive
+searches the engine cannot rank (least similar first, a mean over several
+queries, int8) read the collection with ``scroll``, ``st.RERANK_CHUNK``
+points at a time, and keep a running top k (``store.stream_maxsim``).
 
 With ``multivector_dtype="int8"`` the points carry no ``multi`` vector:
 their int8 codes and per-token float32 scales (``scoring/quantize.py``)
