@@ -49,8 +49,9 @@ PIP_INSTALL = {
 }
 _ENGINE_MODULES = {"lancedb": "lancedb", "qdrant": "qdrant_client"}
 
-# MaxSim is scored this many candidate pages at a time when a store ranks
-# in process, which bounds the multi vectors held in memory
+# an exhaustive search reads and scores this many pages at a time, which
+# bounds the multi vectors held in memory (256 pages of 1030 tokens: 67 MB
+# in float16, 34 MB in int8)
 RERANK_CHUNK = 256
 
 
@@ -207,13 +208,6 @@ def top_k(ids, scores, k, reverse=False):
         order = order[:k]
 
     return [ids[i] for i in order], [float(scores[i]) for i in order]
-
-
-def merge_ranked(parts, k, reverse=False):
-    """Merges ``(ids, scores)`` parts ranked in chunks into one top ``k``."""
-    ids = [i for part in parts for i in part[0]]
-    scores = [s for part in parts for s in part[1]]
-    return top_k(ids, scores, k, reverse)
 
 
 class RunningTopK(object):
