@@ -40,6 +40,7 @@ from .. import options
 from ..fiftyone import pdfs
 from ..io import image_inputs
 from ..scoring import lexical
+from ..scoring import quantize
 from . import capture
 from . import register
 from . import store as st
@@ -91,6 +92,7 @@ _OPTIONS = (
     "text_weight",
     "text_matches_field",
     "words_field",
+    "multivector_dtype",
 )
 
 
@@ -167,6 +169,10 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
         words_field ("pdf_words"): the samples' words and their boxes,
             as ``add_pdfs`` stores them (see
             :func:`jina_embeddings_v4.io.pdf_words.pack`)
+        multivector_dtype ("float16"): how the store keeps multi vectors:
+            ``"float16"``, or ``"int8"`` (one float scale per token vector,
+            about half the bytes; see ``scoring/quantize.py``). Recorded
+            with the run: an index keeps the dtype it was built with
         build_state (None): set by the index, not by users: ``"building"``
             from the moment a build under a brain key is registered until
             its results are saved, ``"complete"`` after (None: a run saved
@@ -191,6 +197,7 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
         text_weight=DEFAULT_TEXT_WEIGHT,
         text_matches_field=None,
         words_field=DEFAULT_WORDS_FIELD,
+        multivector_dtype=quantize.DEFAULT_MULTIVECTOR_DTYPE,
         embeddings_field=None,
         model=None,
         model_kwargs=None,
@@ -230,6 +237,7 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
                 raise ValueError(
                     "%s must be the name of a field, got %r" % (name, value)
                 )
+        quantize.check_multivector_dtype(multivector_dtype)
         if build_state not in BUILD_STATES:
             raise ValueError(
                 "build_state is recorded by the index; got %r" % (build_state,)
@@ -278,6 +286,7 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
         self.text_weight = text_weight
         self.text_matches_field = text_matches_field
         self.words_field = words_field
+        self.multivector_dtype = multivector_dtype
         self.task = space["task"]
         self._space = space
         self._api_key = api_key
@@ -336,7 +345,11 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
         if self.store == "lancedb":
             from .lancedb_store import LanceDBStore
 
-            return LanceDBStore(self.uri, self.table_name)
+            return LanceDBStore(
+                self.uri,
+                self.table_name,
+                multivector_dtype=self.multivector_dtype,
+            )
 
         from .qdrant_store import QdrantStore
 
@@ -345,6 +358,7 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
             url=self.url,
             path=self.path,
             api_key=self._api_key,
+            multivector_dtype=self.multivector_dtype,
         )
 
 
@@ -534,7 +548,7 @@ class JinaMultivectorSimilarity(Similarity):
             if samples.load_brain_results(key, cache=False) is not None:
                 return False
 
-        same = ("store", "uri", "url", "path", "task")
+        same = ("store", "uri", "url", "path", "task", "multivector_dtype")
         if any(getattr(previous, a) != getattr(self.config, a) for a in same):
             raise ValueError(
                 "Brain key '%s' holds an interrupted jina_multivector build "
@@ -706,7 +720,8 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
         rows = st.PageRows(
             ids=list(ids),
             singles=np.asarray(singles, np.float32),
-            multis=[np.asarray(m, np.float16) for m in multis],
+            # float32: the store rounds to its own dtype
+            multis=[np.asarray(m, np.float32) for m in multis],
             grids=list(grids),
             texts=self._engine_texts(ids),
         )
@@ -1060,7 +1075,7 @@ class JinaMultivectorSimilarityIndex(SimilarityIndex):
 
     def get_multivectors(self, sample_ids):
         """The stored pages of these sample ids, with their multi vectors
-        (float16) and token grids: a :class:`store.PageRows` in the order
+        (float16, or float32 dequantized from an int8 index) and token grids: a :class:`store.PageRows` in the order
         asked, without the ids the index does not hold."""
         return self.store.fetch([str(i) for i in sample_ids], multi=True)
 

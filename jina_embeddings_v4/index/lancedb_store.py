@@ -1,13 +1,18 @@
 """The multi-vector index in LanceDB: embedded, on local disk.
 
 One table per index, one row per page: ``sample_id``, ``vector`` (the
-single vector, float32), ``multivector`` (float16 ``[n_tokens, 128]``, a
-list of fixed-size lists), ``grid_rows``, ``grid_cols`` and
-``image_offset``. LanceDB's files are read by any number of processes at
+single vector, float32), ``multivector`` (``[n_tokens, 128]``, a list of
+fixed-size lists: float16, or int8 codes with ``token_scales``, a
+list of one float32 scale per token, see ``scoring/quantize.py``),
+``grid_rows``, ``grid_cols`` and ``image_offset``. The table's own schema
+says which dtype it holds: a write in the other one is refused. LanceDB's files are read by any number of processes at
 once (the App server is one), so nothing is kept open between calls beyond
 the connection. The first stage is LanceDB's own vector search (exact
 scan, dot product) on the single vectors; the candidates' multi vectors
-are then fetched and ranked by exact MaxSim in process.
+are then fetched and ranked by exact MaxSim in process. An exhaustive
+search reads the table in batches of ``st.RERANK_CHUNK`` pages, each
+scored without padding from Arrow's flat token buffer
+(``scoring/flat_maxsim.py``), keeping a running top k.
 """
 
 import datetime
@@ -20,11 +25,14 @@ import warnings
 
 import numpy as np
 
+from ..scoring import quantize
 from . import store as st
 
 logger = logging.getLogger(__name__)
 
 _ID = "sample_id"
+_MULTI = "multivector"
+_SCALE = "token_scales"
 _TEXT = "text"
 _IN_CHUNK = 1000
 
@@ -112,9 +120,16 @@ class LanceDBStore(object):
     Args:
         uri: the LanceDB folder
         table_name: the table
+        multivector_dtype ("float16"): how new rows store multi vectors,
+            ``"float16"`` or ``"int8"``
     """
 
-    def __init__(self, uri, table_name):
+    def __init__(
+        self,
+        uri,
+        table_name,
+        multivector_dtype=quantize.DEFAULT_MULTIVECTOR_DTYPE,
+    ):
         lancedb = st.import_engine("lancedb")
         # LanceDB warns at every fork once imported; the processes forked
         # here (FiftyOne's data loader workers, PDF renderers) never use
@@ -126,6 +141,9 @@ class LanceDBStore(object):
         )
         self.uri = uri
         self.table_name = table_name
+        self.multivector_dtype = quantize.check_multivector_dtype(
+            multivector_dtype
+        )
         self._pa = _import_pyarrow()
         try:
             self._db = lancedb.connect(uri)
@@ -164,6 +182,14 @@ class LanceDBStore(object):
         """Where the pages are, for messages."""
         return "LanceDB table %r in %s" % (self.table_name, self.uri)
 
+    def stored_dtype(self):
+        """The table's multi-vector dtype (``"float16"`` or ``"int8"``),
+        or None before the table exists."""
+        table = self.table
+        if table is None:
+            return None
+        return "int8" if _SCALE in table.schema.names else "float16"
+
     @retried_read
     def count(self):
         table = self.table
@@ -191,6 +217,9 @@ class LanceDBStore(object):
 
         data = self._to_arrow(rows)
         table = self.table
+        stored = self.stored_dtype()
+        if stored is not None and stored != self.multivector_dtype:
+            raise st.dtype_mismatch(self.where(), stored, self.multivector_dtype)
         if table is None:
             try:
                 self._table = self._db.create_table(self.table_name, data=data)
@@ -326,7 +355,9 @@ class LanceDBStore(object):
     def fetch(self, ids, multi=True):
         columns = [_ID, "vector", "grid_rows", "grid_cols", "image_offset"]
         if multi:
-            columns.append("multivector")
+            columns.append(_MULTI)
+            if self.stored_dtype() == "int8":
+                columns.append(_SCALE)
 
         found = self._select(ids, columns)
         position = {sample_id: i for i, sample_id in enumerate(found[_ID])}
@@ -374,19 +405,23 @@ class LanceDBStore(object):
         return out[_ID].to_pylist(), [float(s) for s in scores]
 
     def _exhaustive(self, query, k, where, reverse):
-        scan = self.table.search().select(
-            [_ID, "multivector", "grid_rows", "grid_cols", "image_offset"]
-        )
+        return st.stream_maxsim(query, self._token_batches(where), k, reverse)
+
+    def _token_batches(self, where):
+        """``(ids, tokens, offsets, scales)`` of the table's pages (those
+        ``where`` selects), ``st.RERANK_CHUNK`` at a time."""
+        int8 = self.stored_dtype() == "int8"
+        columns = [_ID, _MULTI] + ([_SCALE] if int8 else [])
+        scan = self.table.search().select(columns)
         if where is not None:
             scan = scan.where(where)
 
-        parts = []
         for batch in scan.limit(None).to_batches(st.RERANK_CHUNK):
-            if batch.num_rows:
-                rows = PageColumns(batch).rows(range(batch.num_rows), True)
-                parts.append(st.maxsim_rank(query, rows, k, reverse))
-
-        return st.merge_ranked(parts, k, reverse)
+            if not batch.num_rows:
+                continue
+            tokens, offsets = _flat(batch.column(_MULTI), 2)
+            scales = _flat(batch.column(_SCALE), 1)[0] if int8 else None
+            yield batch.column(_ID).to_pylist(), tokens, offsets, scales
 
     def _select(self, ids, columns):
         table = self.table
@@ -414,14 +449,24 @@ class LanceDBStore(object):
             pa.array(singles.reshape(-1)), singles.shape[1]
         )
         lengths = [len(m) for m in rows.multis]
-        flat = np.concatenate(
-            [np.asarray(m, dtype=np.float16) for m in rows.multis]
+        offsets = pa.array(
+            np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
         )
+        scale = None
+        if self.multivector_dtype == "int8":
+            pairs = [quantize.quantize_int8(m) for m in rows.multis]
+            flat = np.concatenate([c for c, _ in pairs])
+            scale = pa.ListArray.from_arrays(
+                offsets, pa.array(np.concatenate([s for _, s in pairs]))
+            )
+        else:
+            flat = np.concatenate(
+                [np.asarray(m, dtype=np.float16) for m in rows.multis]
+            )
         tokens = pa.FixedSizeListArray.from_arrays(
             pa.array(flat.reshape(-1)), st.MULTI_DIM
         )
-        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-        multivector = pa.ListArray.from_arrays(pa.array(offsets), tokens)
+        multivector = pa.ListArray.from_arrays(offsets, tokens)
         grids = np.asarray(rows.grids, dtype=np.int32).reshape(-1, 3)
         arrays = [
             pa.array(rows.ids, pa.string()),
@@ -434,11 +479,14 @@ class LanceDBStore(object):
         names = [
             _ID,
             "vector",
-            "multivector",
+            _MULTI,
             "grid_rows",
             "grid_cols",
             "image_offset",
         ]
+        if scale is not None:
+            arrays.append(scale)
+            names.append(_SCALE)
         if rows.texts is not None:
             arrays.append(pa.array(rows.texts, pa.string()))
             names.append(_TEXT)
@@ -467,8 +515,15 @@ class PageColumns(object):
                 else np.zeros((0, 0), np.float32)
             )
         if multi:
-            multis = self._get("multivector")
-            out.multis = [_tokens(multis[i]) for i in order]
+            multis = self._get(_MULTI)
+            if _SCALE in names:
+                scales = self._get(_SCALE)
+                out.multis = [
+                    quantize.dequantize_int8(multis[i], scales[i])
+                    for i in order
+                ]
+            else:
+                out.multis = [_tokens(multis[i]) for i in order]
         if "grid_rows" in names:
             r, c, o = (
                 self._get(n) for n in ("grid_rows", "grid_cols", "image_offset")
@@ -488,16 +543,12 @@ def _column(table, name):
         return table[name]
 
     column = table.column(name)
-    if name == "multivector":
-        column = _combine(column)
-        offsets = column.offsets.to_numpy()
-        # flatten() honours slicing (.values would not)
-        tokens = column.flatten().flatten().to_numpy(zero_copy_only=False)
+    if name in (_MULTI, _SCALE):
+        values, offsets = _flat(column, 2 if name == _MULTI else 1)
         base = offsets[0]
-        tokens = tokens.reshape(-1, st.MULTI_DIM)
         return [
-            tokens[offsets[i] - base : offsets[i + 1] - base]
-            for i in range(len(column))
+            values[offsets[i] - base : offsets[i + 1] - base]
+            for i in range(len(offsets) - 1)
         ]
     if name == "vector":
         column = _combine(column)
@@ -506,6 +557,22 @@ def _column(table, name):
         return list(flat.reshape(-1, dim)) if len(column) else []
 
     return column.to_pylist()
+
+
+def _flat(column, depth):
+    """A list column's values end to end (tokens ``[n, 128]`` at
+    ``depth`` 2, scales ``[n]`` at 1) and its row offsets, without
+    copies where Arrow allows."""
+    column = _combine(column)
+    offsets = column.offsets.to_numpy()
+    # flatten() honours slicing (.values would not)
+    values = column.flatten()
+    if depth == 2:
+        values = values.flatten()
+    values = values.to_numpy(zero_copy_only=False)
+    if depth == 2:
+        values = values.reshape(-1, st.MULTI_DIM)
+    return values, offsets
 
 
 def _combine(column):

@@ -6,7 +6,23 @@ Qdrant's MaxSim comparator and no HNSW graph, as Qdrant recommends for
 re-ranking vectors). A query is one request: a prefetch of the
 ``candidates`` best by ``dense``, ranked by MaxSim on ``multi`` inside the
 engine, so a cluster does the work. Both use the dot product: the vectors
-are unit length, and dot keeps the stored values as they are.
+are unit length, and dot keeps the stored values as they are. Exhaustive
+searches the engine cannot rank (least similar first, a mean over several
+queries, int8) read the collection with ``scroll``, ``st.RERANK_CHUNK``
+points at a time, and keep a running top k (``store.stream_maxsim``).
+
+With ``multivector_dtype="int8"`` the points carry no ``multi`` vector:
+their int8 codes and per-token float32 scales (``scoring/quantize.py``)
+are in the payload (``multi_codes``, ``multi_scales``: base64 of the raw
+bytes), and MaxSim runs in process, on the prefetched candidates or on
+the whole collection read by ``scroll`` in batches. Why not in the
+engine: qdrant-client 1.20's vector datatypes are ``float32``,
+``float16``, ``uint8`` and the ``turbo`` ones; ``uint8`` has no per-vector
+scale, so a MaxSim over it would compare tokens of different scales as
+equals (the wrong maximum), and Qdrant's scalar quantization keeps the
+float32 originals on disk beside the codes (no smaller). The collection's
+vector config (a ``multi`` vector or not) tells which dtype it holds; a
+write in the other one is refused.
 
 ``path=`` selects qdrant-client's local mode (same API, brute force, in
 process). It locks its folder to one client, so the client is opened for
@@ -14,6 +30,7 @@ the duration of each call only: the App server and a Python session can
 take turns on one folder.
 """
 
+import base64
 import contextlib
 import logging
 import uuid
@@ -21,6 +38,7 @@ import uuid
 import numpy as np
 
 from ..scoring import lexical
+from ..scoring import quantize
 from . import store as st
 
 logger = logging.getLogger(__name__)
@@ -28,6 +46,8 @@ logger = logging.getLogger(__name__)
 _DENSE = "dense"
 _MULTI = "multi"
 _TEXT = "text"
+_CODES = "multi_codes"
+_SCALES = "multi_scales"
 _PAGE = 1000
 
 
@@ -44,9 +64,18 @@ class QdrantStore(object):
         url (None): a Qdrant server or cluster, e.g. ``http://host:6333``
         path (None): a local folder for qdrant-client's local mode
         api_key (None): the server's API key
+        multivector_dtype ("float16"): how new points store multi vectors,
+            ``"float16"`` (a ``multi`` vector) or ``"int8"`` (payload)
     """
 
-    def __init__(self, collection_name, url=None, path=None, api_key=None):
+    def __init__(
+        self,
+        collection_name,
+        url=None,
+        path=None,
+        api_key=None,
+        multivector_dtype=quantize.DEFAULT_MULTIVECTOR_DTYPE,
+    ):
         if (url is None) == (path is None):
             raise ValueError(
                 "The qdrant store needs exactly one of url= (a Qdrant "
@@ -62,6 +91,9 @@ class QdrantStore(object):
         self.path = path
         self._api_key = api_key
         self._server_client = None
+        self.multivector_dtype = quantize.check_multivector_dtype(
+            multivector_dtype
+        )
 
     @contextlib.contextmanager
     def _client(self):
@@ -128,6 +160,18 @@ class QdrantStore(object):
             self.url if self.url is not None else self.path,
         )
 
+    def _stored_dtype(self, client):
+        if not self._exists(client):
+            return None
+        vectors = client.get_collection(self.collection_name).config.params
+        return "float16" if _MULTI in (vectors.vectors or {}) else "int8"
+
+    def stored_dtype(self):
+        """The collection's multi-vector dtype (``"float16"`` or
+        ``"int8"``), or None before the collection exists."""
+        with self._client() as client:
+            return self._stored_dtype(client)
+
     def count(self):
         with self._client() as client:
             if not self._exists(client):
@@ -166,33 +210,41 @@ class QdrantStore(object):
 
         m = self._models
         texts = rows.texts if rows.texts is not None else [None] * len(rows)
+        int8 = self.multivector_dtype == "int8"
         with self._client() as client:
-            if not self._exists(client):
+            stored = self._stored_dtype(client)
+            if stored is None:
                 self._create(
                     client, rows.singles.shape[1], text=rows.texts is not None
+                )
+            elif stored != self.multivector_dtype:
+                raise st.dtype_mismatch(
+                    self.where(), stored, self.multivector_dtype
                 )
             points = []
             for sample_id, single, multi, grid, text in zip(
                 rows.ids, rows.singles, rows.multis, rows.grids, texts
             ):
-                vector = {
-                    _DENSE: np.asarray(single, np.float32).tolist(),
-                    # float16 values as stored in every store
-                    _MULTI: np.asarray(multi, np.float16)
-                    .astype(np.float32)
-                    .tolist(),
+                vector = {_DENSE: np.asarray(single, np.float32).tolist()}
+                payload = {
+                    "sample_id": sample_id,
+                    "grid": [int(g) for g in grid],
                 }
+                if int8:
+                    payload.update(_encode_int8(multi))
+                else:
+                    # float16 values as stored in every store
+                    vector[_MULTI] = (
+                        np.asarray(multi, np.float16)
+                        .astype(np.float32)
+                        .tolist()
+                    )
                 sparse = self._sparse(text)
                 if sparse is not None:
                     vector[_TEXT] = sparse
                 points.append(
                     m.PointStruct(
-                        id=point_id(sample_id),
-                        vector=vector,
-                        payload={
-                            "sample_id": sample_id,
-                            "grid": [int(g) for g in grid],
-                        },
+                        id=point_id(sample_id), vector=vector, payload=payload
                     )
                 )
             client.upsert(self.collection_name, points=points, wait=True)
@@ -277,21 +329,23 @@ class QdrantStore(object):
         sparse = None
         if text:
             sparse = {_TEXT: m.SparseVectorParams(modifier=m.Modifier.IDF)}
+        vectors = {
+            _DENSE: m.VectorParams(size=int(dim), distance=m.Distance.DOT)
+        }
+        if self.multivector_dtype == "float16":
+            vectors[_MULTI] = m.VectorParams(
+                size=st.MULTI_DIM,
+                distance=m.Distance.DOT,
+                multivector_config=m.MultiVectorConfig(
+                    comparator=m.MultiVectorComparator.MAX_SIM
+                ),
+                # re-ranking vectors need no graph
+                hnsw_config=m.HnswConfigDiff(m=0),
+            )
         client.create_collection(
             self.collection_name,
             sparse_vectors_config=sparse,
-            vectors_config={
-                _DENSE: m.VectorParams(size=int(dim), distance=m.Distance.DOT),
-                _MULTI: m.VectorParams(
-                    size=st.MULTI_DIM,
-                    distance=m.Distance.DOT,
-                    multivector_config=m.MultiVectorConfig(
-                        comparator=m.MultiVectorComparator.MAX_SIM
-                    ),
-                    # re-ranking vectors need no graph
-                    hnsw_config=m.HnswConfigDiff(m=0),
-                ),
-            },
+            vectors_config=vectors,
         )
 
     def delete(self, ids):
@@ -326,15 +380,20 @@ class QdrantStore(object):
 
     def fetch(self, ids, multi=True, vectors=True):
         ids = list(ids)
-        wanted = [_DENSE, _MULTI] if multi else [_DENSE]
         found = {}
         with self._client() as client:
-            if ids and self._exists(client):
+            stored = self._stored_dtype(client) if ids else None
+            int8 = stored == "int8"
+            wanted = [_DENSE, _MULTI] if multi and not int8 else [_DENSE]
+            payload = ["sample_id", "grid"]
+            if multi and vectors and int8:
+                payload += [_CODES, _SCALES]
+            if stored is not None:
                 for start in range(0, len(ids), _PAGE):
                     points = client.retrieve(
                         self.collection_name,
                         ids=[point_id(i) for i in ids[start : start + _PAGE]],
-                        with_payload=True,
+                        with_payload=payload,
                         with_vectors=wanted if vectors else False,
                     )
                     for p in points:
@@ -347,7 +406,12 @@ class QdrantStore(object):
             rows.singles = np.array(
                 [found[i].vector[_DENSE] for i in order], np.float32
             )
-            if multi:
+            if multi and int8:
+                rows.multis = [
+                    quantize.dequantize_int8(*_decode_int8(found[i].payload))
+                    for i in order
+                ]
+            elif multi:
                 rows.multis = [
                     np.array(found[i].vector[_MULTI], np.float16)
                     for i in order
@@ -388,7 +452,12 @@ class QdrantStore(object):
                 )
 
             exhaustive = candidates is None or candidates >= total
-            if not reverse and len(query.multis) == 1:
+            int8 = self._stored_dtype(client) == "int8"
+            if exhaustive and (int8 or reverse or len(query.multis) > 1):
+                return st.stream_maxsim(
+                    query, self._token_batches(client, flt, int8), k, reverse
+                )
+            if not int8 and not reverse and len(query.multis) == 1:
                 # one request: MaxSim inside the engine
                 prefetch = None
                 if not exhaustive:
@@ -410,19 +479,51 @@ class QdrantStore(object):
                     False,
                 )
 
-            # least similar, or a mean over several queries: Qdrant ranks
-            # only by one query's MaxSim, best first; rank the first
-            # stage's candidates here instead
+            # int8 codes, least similar, or a mean over several queries:
+            # Qdrant ranks only by one query's MaxSim over float vectors,
+            # best first; rank the first stage's candidates here instead
             first = client.query_points(
                 self.collection_name,
                 query=(-dense if reverse else dense).tolist(),
                 using=_DENSE,
-                limit=total if exhaustive else int(candidates),
+                limit=int(candidates),
                 query_filter=flt,
             )
             ids = [p.payload["sample_id"] for p in first.points]
 
         return st.maxsim_rank(query, self.fetch(ids), k, reverse)
+
+    def _token_batches(self, client, flt, int8):
+        """``(ids, tokens, offsets, scales)`` of the collection's points
+        (those ``flt`` selects), ``st.RERANK_CHUNK`` at a time."""
+        offset = None
+        while True:
+            points, offset = client.scroll(
+                self.collection_name,
+                scroll_filter=flt,
+                limit=st.RERANK_CHUNK,
+                offset=offset,
+                with_payload=["sample_id"] + ([_CODES, _SCALES] if int8 else []),
+                with_vectors=False if int8 else [_MULTI],
+            )
+            if points:
+                if int8:
+                    pairs = [_decode_int8(p.payload) for p in points]
+                    tokens = np.concatenate([c for c, _ in pairs])
+                    scales = np.concatenate([s for _, s in pairs])
+                else:
+                    pairs = [
+                        (np.asarray(p.vector[_MULTI], np.float32), None)
+                        for p in points
+                    ]
+                    tokens = np.concatenate([t for t, _ in pairs])
+                    scales = None
+                lengths = [len(t) for t, _ in pairs]
+                offsets = np.concatenate([[0], np.cumsum(lengths)])
+                ids = [p.payload["sample_id"] for p in points]
+                yield ids, tokens, offsets, scales
+            if offset is None:
+                return
 
     def _id_filter(self, allowed_ids):
         """A filter to the points of ``allowed_ids`` (None: no filter)."""
@@ -439,3 +540,19 @@ class QdrantStore(object):
         scores = [(-p.score if negated else p.score) for p in response.points]
         return ids, [float(s) for s in scores]
 
+
+
+def _encode_int8(multi):
+    """The payload entries of a page's multi vectors in int8."""
+    codes, scales = quantize.quantize_int8(multi)
+    return {
+        _CODES: base64.b64encode(codes.tobytes()).decode("ascii"),
+        _SCALES: base64.b64encode(scales.tobytes()).decode("ascii"),
+    }
+
+
+def _decode_int8(payload):
+    """``(codes, scales)`` of a page from its payload."""
+    codes = np.frombuffer(base64.b64decode(payload[_CODES]), np.int8)
+    scales = np.frombuffer(base64.b64decode(payload[_SCALES]), np.float32)
+    return codes.reshape(-1, st.MULTI_DIM), scales

@@ -1,7 +1,9 @@
 """The store interface of the multi-vector index, and what stores share.
 
 A store keeps, per sample id, the page's single vector (float32), its multi
-vectors (float16 ``[n_tokens, 128]``) and where its image tokens lie (the
+vectors (``[n_tokens, 128]``, in the index's ``multivector_dtype``: float16,
+or int8 codes with a float32 scale per token, see
+``scoring/quantize.py``) and where its image tokens lie (the
 grid of merged 28x28 patches and the offset of the first image token). It
 knows nothing of FiftyOne. A store has a handful of methods:
 
@@ -12,7 +14,9 @@ knows nothing of FiftyOne. A store has a handful of methods:
 - ``search(query, k, candidates, allowed_ids, reverse)``: the ids and
   MaxSim scores of the best ``k`` (best first; worst first when
   ``reverse``), ranked by exact MaxSim over the single-vector first stage's
-  ``candidates`` best (all rows when ``candidates`` is None)
+  ``candidates`` best (all rows when ``candidates`` is None: then the
+  store is read in batches and scored by :func:`stream_maxsim`, so memory
+  holds one batch and the ``k`` best)
 - ``close()``, ``drop()``
 - for hybrid search: ``text_search(terms, limit, allowed_ids)``, the ids
   and lexical scores (BM25 or the engine's equivalent) of the pages that
@@ -29,7 +33,9 @@ from typing import List, Optional
 
 import numpy as np
 
+from ..scoring import flat_maxsim
 from ..scoring import late_interaction as li
+from ..scoring import quantize
 
 STORES = ("lancedb", "qdrant")
 
@@ -43,8 +49,9 @@ PIP_INSTALL = {
 }
 _ENGINE_MODULES = {"lancedb": "lancedb", "qdrant": "qdrant_client"}
 
-# MaxSim is scored this many candidate pages at a time when a store ranks
-# in process, which bounds the multi vectors held in memory
+# an exhaustive search reads and scores this many pages at a time, which
+# bounds the multi vectors held in memory (256 pages of 1030 tokens: 67 MB
+# in float16, 34 MB in int8)
 RERANK_CHUNK = 256
 
 
@@ -55,7 +62,9 @@ class PageRows:
     Attributes:
         ids: sample ids
         singles: float32 ``[n, dim]`` single vectors (or None)
-        multis: float16 ``[n_tokens_i, 128]`` arrays (or None)
+        multis: ``[n_tokens_i, 128]`` arrays (or None): written as float
+            (float32 or float16); read back as float16 from a float16
+            store, as float32 (dequantized) from an int8 store
         grids: ``(rows, cols, offset)`` per page: its image tokens are
             ``multi[offset : offset + rows * cols]`` in row-major order
         texts: the pages' lexical terms joined by spaces
@@ -135,6 +144,17 @@ def check_table_name(store, name):
         )
 
 
+def dtype_mismatch(where, stored, wanted):
+    """The ValueError of a write in ``wanted`` multi vectors to a table or
+    collection that holds ``stored`` ones."""
+    return ValueError(
+        "The %s holds %s multi vectors, but this index writes %s: use "
+        "multivector_dtype=%r (as it was built) for this table, or build "
+        "the index again under another brain key or table_name to store "
+        "%s" % (where, stored, wanted, stored, wanted)
+    )
+
+
 def import_engine(store):
     """Imports the engine's client package, or raises an ImportError that
     names the pip command to install it."""
@@ -190,8 +210,52 @@ def top_k(ids, scores, k, reverse=False):
     return [ids[i] for i in order], [float(scores[i]) for i in order]
 
 
-def merge_ranked(parts, k, reverse=False):
-    """Merges ``(ids, scores)`` parts ranked in chunks into one top ``k``."""
-    ids = [i for part in parts for i in part[0]]
-    scores = [s for part in parts for s in part[1]]
-    return top_k(ids, scores, k, reverse)
+class RunningTopK(object):
+    """The best ``k`` of ``(id, score)`` pairs fed batch by batch (all of
+    them when ``k`` is None), so an exhaustive search holds one batch and
+    ``k`` results at a time; ties keep the order fed."""
+
+    def __init__(self, k, reverse=False):
+        self.k = k
+        self.reverse = reverse
+        self._ids = []
+        self._scores = np.zeros(0, dtype=np.float32)
+
+    def add(self, ids, scores):
+        ids = self._ids + list(ids)
+        scores = np.concatenate(
+            [self._scores, np.asarray(scores, dtype=np.float32)]
+        )
+        order = np.argsort(scores if self.reverse else -scores, kind="stable")
+        if self.k is not None:
+            order = order[: self.k]
+        self._ids = [ids[i] for i in order]
+        self._scores = scores[order]
+
+    def result(self):
+        """``(ids, scores)``: lists, best first (worst first when
+        reversed)."""
+        return list(self._ids), [float(s) for s in self._scores]
+
+
+def stream_maxsim(query, batches, k, reverse=False):
+    """Exhaustive MaxSim over a store read in batches.
+
+    Args:
+        query: a :class:`Query` with multi vectors
+        batches: iterable of ``(ids, tokens, offsets, scales)``: a batch's
+            pages end to end, as :func:`flat_maxsim.maxsim_flat` takes them
+        k: how many to return, or None for all
+        reverse (False): worst first
+
+    Returns:
+        ``(ids, scores)``: lists, best first (worst first when reversed)
+    """
+    best = RunningTopK(k, reverse)
+    for ids, tokens, offsets, scales in batches:
+        if len(ids):
+            per_item = flat_maxsim.maxsim_flat(
+                query.multis, tokens, offsets, scales
+            )
+            best.add(ids, per_item.mean(axis=0))
+    return best.result()

@@ -1,8 +1,11 @@
 """The two stores of the multi-vector index, on the real engines.
 
-LanceDB embedded and qdrant-client's local mode, with random pages whose
-exact MaxSim ranking is computed here one pair at a time.
+LanceDB embedded and qdrant-client's local mode, each with float16 and
+int8 multi vectors, with random pages whose exact MaxSim ranking (over the
+values the store holds) is computed here one pair at a time.
 """
+
+import os
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ import pytest
 from jina_embeddings_v4.index import store as st
 from jina_embeddings_v4.index.lancedb_store import LanceDBStore
 from jina_embeddings_v4.index.qdrant_store import QdrantStore, point_id
+from jina_embeddings_v4.scoring import quantize
 
 N = 40
 DIM = 32
@@ -45,13 +49,20 @@ def _query(seed, n_items=1):
     )
 
 
-def _brute_force(pages, query, ids=None):
+def _held(dtype, multi):
+    """The values a store of ``dtype`` holds for ``multi``."""
+    if dtype == "int8":
+        return quantize.dequantize_int8(*quantize.quantize_int8(multi))
+    return np.asarray(multi, np.float16)
+
+
+def _brute_force(pages, query, ids=None, dtype="float16"):
     """MaxSim one pair at a time, mean over the query items."""
     out = {}
     for sample_id, multi in zip(pages.ids, pages.multis):
         if ids is not None and sample_id not in ids:
             continue
-        page = multi.astype(np.float32)
+        page = _held(dtype, multi).astype(np.float32)
         out[sample_id] = float(
             np.mean([(q @ page.T).max(axis=1).sum() for q in query.multis])
         )
@@ -65,12 +76,27 @@ def _first_stage(pages, query, n, reverse=False, ids=None):
     return set(chosen[:n])
 
 
-@pytest.fixture(params=["lancedb", "qdrant"])
+def _open(engine, tmp_path, dtype):
+    if engine == "lancedb":
+        return LanceDBStore(
+            str(tmp_path / "lance"), "pages", multivector_dtype=dtype
+        )
+    return QdrantStore(
+        "pages", path=str(tmp_path / "qdrant"), multivector_dtype=dtype
+    )
+
+
+@pytest.fixture(
+    params=[
+        ("lancedb", "float16"),
+        ("lancedb", "int8"),
+        ("qdrant", "float16"),
+        ("qdrant", "int8"),
+    ],
+    ids=lambda p: "-".join(p),
+)
 def store(request, pages, tmp_path):
-    if request.param == "lancedb":
-        s = LanceDBStore(str(tmp_path / "lance"), "pages")
-    else:
-        s = QdrantStore("pages", path=str(tmp_path / "qdrant"))
+    s = _open(request.param[0], tmp_path, request.param[1])
     s.upsert(pages)
     s.finalize()
     yield s
@@ -94,40 +120,59 @@ def test_fetch_returns_rows_in_the_order_asked(store, pages):
     rows = store.fetch(ids)
     assert rows.ids == [pages.ids[7], pages.ids[2]]
     assert np.array_equal(rows.singles[0], pages.singles[7])
-    assert rows.multis[1].dtype == np.float16
-    assert np.array_equal(rows.multis[1], pages.multis[2])
+    dtype = store.multivector_dtype
+    assert store.stored_dtype() == dtype
+    assert rows.multis[1].dtype == (
+        np.float16 if dtype == "float16" else np.float32
+    )
+    assert np.array_equal(rows.multis[1], _held(dtype, pages.multis[2]))
     assert [tuple(g) for g in rows.grids] == [(2, 2, 1), (2, 2, 1)]
 
 
-def test_exhaustive_search_is_exact_maxsim(store, pages):
+def test_exhaustive_search_is_exact_maxsim(store, pages, monkeypatch):
+    dtype = store.multivector_dtype
     query = _query(1)
     ids, scores = store.search(query, k=7)
-    _assert_ranking(ids, scores, _brute_force(pages, query), 7)
+    _assert_ranking(ids, scores, _brute_force(pages, query, dtype=dtype), 7)
     all_ids, _ = store.search(query, k=None)
     assert len(all_ids) == N
+    # read in batches of 7 pages: the same top k, kept as it streams
+    monkeypatch.setattr(st, "RERANK_CHUNK", 7)
+    both = _query(7, n_items=2)
+    expected = _brute_force(pages, both, dtype=dtype)
+    ids, scores = store.search(both, k=9)
+    _assert_ranking(ids, scores, expected, 9)
+    ids, scores = store.search(both, k=5, reverse=True)
+    _assert_ranking(ids, scores, expected, 5, reverse=True)
 
 
 def test_two_stage_search_ranks_the_first_stage_candidates(store, pages):
     query = _query(2)
     candidates = _first_stage(pages, query, 12)
     ids, scores = store.search(query, k=5, candidates=12)
-    expected = _brute_force(pages, query, candidates)
+    expected = _brute_force(
+        pages, query, candidates, dtype=store.multivector_dtype
+    )
     _assert_ranking(ids, scores, expected, 5)
 
 
 def test_within_allowed_ids_reverse_and_several_queries(store, pages):
+    dtype = store.multivector_dtype
     allowed = set(pages.ids[::2])
     query = _query(3)
     ids, scores = store.search(query, k=4, allowed_ids=allowed)
-    _assert_ranking(ids, scores, _brute_force(pages, query, allowed), 4)
+    expected = _brute_force(pages, query, allowed, dtype=dtype)
+    _assert_ranking(ids, scores, expected, 4)
 
     ids, scores = store.search(query, k=4, reverse=True)
-    _assert_ranking(ids, scores, _brute_force(pages, query), 4, reverse=True)
+    expected = _brute_force(pages, query, dtype=dtype)
+    _assert_ranking(ids, scores, expected, 4, reverse=True)
 
     both = _query(4, n_items=2)
     candidates = _first_stage(pages, both, 15)
     ids, scores = store.search(both, k=3, candidates=15)
-    _assert_ranking(ids, scores, _brute_force(pages, both, candidates), 3)
+    expected = _brute_force(pages, both, candidates, dtype=dtype)
+    _assert_ranking(ids, scores, expected, 3)
 
     assert store.search(query, k=3, allowed_ids=set()) == ([], [])
 
@@ -152,7 +197,8 @@ def test_upsert_replaces_and_delete_removes(store, pages):
     store.upsert(replaced)
     assert store.count() == N
     row = store.fetch([pages.ids[0]])
-    assert np.array_equal(row.multis[0], pages.multis[1])
+    held = _held(store.multivector_dtype, pages.multis[1])
+    assert np.array_equal(row.multis[0], held)
     assert tuple(row.grids[0]) == (1, 3, 2)
 
     store.delete(pages.ids[:5])
@@ -182,3 +228,50 @@ def test_unknown_store_and_bad_qdrant_arguments():
         st.check_store("milvus")
     with pytest.raises(ValueError, match="exactly one of url="):
         QdrantStore("x")
+
+
+@pytest.mark.parametrize("engine", ["lancedb", "qdrant"])
+def test_a_write_in_the_other_dtype_is_refused(engine, pages, tmp_path):
+    _open(engine, tmp_path, "float16").upsert(pages)
+    other = _open(engine, tmp_path, "int8")
+    assert other.stored_dtype() == "float16"
+    with pytest.raises(
+        ValueError, match="holds float16.*multivector_dtype='float16'"
+    ):
+        other.upsert(pages)
+    # reads follow the table, whatever the store was opened with
+    ids, _ = other.search(_query(8), k=3)
+    assert ids == _open(engine, tmp_path, "float16").search(_query(8), k=3)[0]
+    with pytest.raises(ValueError, match="'float16', 'int8'"):
+        _open(engine, tmp_path, "int4")
+
+
+def _folder_bytes(path):
+    return sum(
+        os.path.getsize(os.path.join(root, f))
+        for root, _, files in os.walk(path)
+        for f in files
+    )
+
+
+def test_int8_pages_take_about_half_the_bytes_on_disk(tmp_path):
+    rng = np.random.default_rng(9)
+    n, tokens = 30, 300
+    rows = st.PageRows(
+        ids=["%024x" % (0xDEF000 + i) for i in range(n)],
+        singles=_unit(rng.normal(size=(n, DIM))).astype(np.float32),
+        multis=[
+            _unit(rng.normal(size=(tokens, 128))).astype(np.float32)
+            for _ in range(n)
+        ],
+        grids=[(2, 2, 1)] * n,
+    )
+    sizes = {}
+    for dtype in quantize.MULTIVECTOR_DTYPES:
+        s = LanceDBStore(str(tmp_path / dtype), "pages", multivector_dtype=dtype)
+        s.upsert(rows)
+        s.finalize()
+        sizes[dtype] = _folder_bytes(str(tmp_path / dtype))
+    # float16: 256 bytes a token; int8: 128 + a 4-byte scale
+    assert sizes["float16"] / n > 256 * tokens
+    assert sizes["int8"] <= 0.55 * sizes["float16"]
