@@ -297,13 +297,21 @@ def _store(uri, dtype):
 def _writer(uri, dtype, start, stop, seed, worker, workers, peaks):
     """One writer process: every ``workers``-th batch of pages
     ``[start, stop)`` from ``worker`` on."""
-    import resource
-
     store = _store(uri, dtype)
     for k, rows in enumerate(synthetic_pages(stop, seed, start=start)):
         if k % workers == worker:
             store.upsert(rows)
-    peaks.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    peaks.put(_own_peak_rss())
+
+
+def _own_peak_rss():
+    """This process's own peak RSS (VmHWM: ru_maxrss of a spawned process
+    can carry its parent's peak over the exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 def _peak_rss():
