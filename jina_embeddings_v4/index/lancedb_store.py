@@ -231,10 +231,17 @@ class LanceDBStore(object):
                 table = self._db.open_table(self.table_name)
                 self._table = table
 
+        # use_index(False): with the id index out of date (the batches
+        # written since the last finalize), LanceDB's indexed join reads
+        # whole rows of the unindexed ones, multi vectors included, at
+        # every upsert: a long build slowed from 390 to 107 pages/s within
+        # 1,000 pages, its memory growing (benchmarks/bench_index.py
+        # --scale); the scan join reads the id column only
         (
             table.merge_insert(_ID)
             .when_matched_update_all()
             .when_not_matched_insert_all()
+            .use_index(False)
             .execute(data)
         )
 
@@ -308,7 +315,12 @@ class LanceDBStore(object):
             [pa.array(list(ids), pa.string()), pa.array(list(texts), pa.string())],
             names=[_ID, _TEXT],
         )
-        table.merge_insert(_ID).when_matched_update_all().execute(data)
+        (
+            table.merge_insert(_ID)
+            .when_matched_update_all()
+            .use_index(False)
+            .execute(data)
+        )
 
     @retried_read
     def text_search(self, terms, limit, allowed_ids=None):
