@@ -1,18 +1,29 @@
 """The multi-vector index in LanceDB: embedded, on local disk.
 
 One table per index, one row per page: ``sample_id``, ``vector`` (the
-single vector, float32), ``multivector`` (``[n_tokens, 128]``, a list of
+single vector), ``multivector`` (``[n_tokens, 128]``, a list of
 fixed-size lists: float16, or int8 codes with ``token_scales``, a
 list of one float32 scale per token, see ``scoring/quantize.py``),
 ``grid_rows``, ``grid_cols`` and ``image_offset``. The table's own schema
-says which dtype it holds: a write in the other one is refused. LanceDB's files are read by any number of processes at
-once (the App server is one), so nothing is kept open between calls beyond
-the connection. The first stage is LanceDB's own vector search (exact
-scan, dot product) on the single vectors; the candidates' multi vectors
-are then fetched and ranked by exact MaxSim in process. An exhaustive
-search reads the table in batches of ``st.RERANK_CHUNK`` pages, each
-scored without padding from Arrow's flat token buffer
+says which dtype it holds: a write in the other one is refused.
+
+LanceDB's files are read by any number of processes at once (the App
+server is one), so nothing is kept open between calls beyond the
+connection. The first stage is LanceDB's own vector search (exact scan,
+dot product) on the single vectors; the candidates' multi vectors are
+then fetched and ranked by exact MaxSim in process. An exhaustive search
+reads the table in batches of ``st.RERANK_CHUNK`` pages, each scored
+without padding from Arrow's flat token buffer
 (``scoring/flat_maxsim.py``), keeping a running top k.
+
+The single vector is float32 in a float16 table and float16 in an int8
+one (:data:`SINGLE_DTYPES`): 2048 float32 values, in the table and again
+in its IVF index, weigh about 16 KB, a tenth of an int8 page. LanceDB
+searches a float16 column with the query rounded to float16 (and sums in
+float32), so the first stage differs from float32's by that rounding
+only; MaxSim never reads single vectors. Writes keep the type the table
+already has: an int8 table made before this change keeps float32 single
+vectors (:meth:`LanceDBStore.stored_single_dtype`).
 """
 
 import datetime
@@ -35,6 +46,9 @@ _MULTI = "multivector"
 _SCALE = "token_scales"
 _TEXT = "text"
 _IN_CHUNK = 1000
+
+# the single vector's type in new tables, per multivector_dtype
+SINGLE_DTYPES = {"float16": "float32", "int8": "float16"}
 
 # Below this many rows the first stage is an exact scan (a few tens of
 # milliseconds); from here on an IVF_FLAT index, probing a quarter of its
@@ -190,6 +204,14 @@ class LanceDBStore(object):
             return None
         return "int8" if _SCALE in table.schema.names else "float16"
 
+    def stored_single_dtype(self):
+        """The type of the table's single vectors (``"float32"`` or
+        ``"float16"``), or None before the table exists."""
+        table = self.table
+        if table is None:
+            return None
+        return _single_dtype(table.schema)
+
     @retried_read
     def count(self):
         table = self.table
@@ -215,11 +237,16 @@ class LanceDBStore(object):
         if not len(rows):
             return
 
-        data = self._to_arrow(rows)
         table = self.table
         stored = self.stored_dtype()
         if stored is not None and stored != self.multivector_dtype:
             raise st.dtype_mismatch(self.where(), stored, self.multivector_dtype)
+        singles = (
+            SINGLE_DTYPES[self.multivector_dtype]
+            if table is None
+            else _single_dtype(table.schema)
+        )
+        data = self._to_arrow(rows, singles)
         if table is None:
             try:
                 self._table = self._db.create_table(self.table_name, data=data)
@@ -454,9 +481,11 @@ class LanceDBStore(object):
 
         return found
 
-    def _to_arrow(self, rows):
+    def _to_arrow(self, rows, single_dtype):
+        """The rows as an Arrow table, single vectors in ``single_dtype``
+        (``"float32"`` or ``"float16"``)."""
         pa = self._pa
-        singles = np.ascontiguousarray(rows.singles, dtype=np.float32)
+        singles = np.ascontiguousarray(rows.singles, dtype=single_dtype)
         vector = pa.FixedSizeListArray.from_arrays(
             pa.array(singles.reshape(-1)), singles.shape[1]
         )
@@ -542,6 +571,14 @@ class PageColumns(object):
             )
             out.grids = [(int(r[i]), int(c[i]), int(o[i])) for i in order]
         return out
+
+
+def _single_dtype(schema):
+    """``"float16"`` or ``"float32"``: the single vectors' type in a
+    table of this schema."""
+    pa = _import_pyarrow()
+    value = schema.field("vector").type.value_type
+    return "float16" if value == pa.float16() else "float32"
 
 
 def _tokens(value):

@@ -1,6 +1,7 @@
 """The store interface of the multi-vector index, and what stores share.
 
-A store keeps, per sample id, the page's single vector (float32), its multi
+A store keeps, per sample id, the page's single vector (float32; float16
+in a LanceDB table of int8 multi vectors), its multi
 vectors (``[n_tokens, 128]``, in the index's ``multivector_dtype``: float16,
 or int8 codes with a float32 scale per token, see
 ``scoring/quantize.py``) and where its image tokens lie (the
@@ -61,7 +62,8 @@ class PageRows:
 
     Attributes:
         ids: sample ids
-        singles: float32 ``[n, dim]`` single vectors (or None)
+        singles: float32 ``[n, dim]`` single vectors (or None): read
+            back as float32 whatever the store holds
         multis: ``[n_tokens_i, 128]`` arrays (or None): written as float
             (float32 or float16); read back as float16 from a float16
             store, as float32 (dequantized) from an int8 store

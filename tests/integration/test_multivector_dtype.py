@@ -4,7 +4,8 @@ vectors, through real FiftyOne, on both stores and the tiny checkpoint.
 Exhaustive search (``oversample=None``) must rank the pages as exact
 MaxSim over the encoder's float32 vectors does, and the dtype must travel
 with the run: a fresh process reads the int8 index as int8, and a write
-in float16 to it is refused with the fix in the message.
+in float16 to it is refused with the fix in the message. In LanceDB the
+single vectors of an int8 index are float16 too.
 """
 
 import os
@@ -118,6 +119,30 @@ def test_int8_ranks_as_float32_exhaustive_maxsim(built, model):
     ).multi[0]
     assert rows.multis[0].dtype == np.float32
     assert np.abs(rows.multis[0] - page).max() <= 0.5 / 127 + 1e-6
+
+
+def test_single_vectors_are_float16_in_an_int8_lancedb_table(built, model):
+    ds, index = built
+    first = ds.first()
+    single = model.encoder.encode_images(
+        [first.filepath], task="retrieval", return_multi=False
+    ).single[0]
+    vectors, ids, _ = index.get_embeddings(sample_ids=[first.id])
+    assert list(ids) == [first.id] and vectors.dtype == np.float32
+    if index.config.store == "qdrant":
+        # qdrant-client's local mode keeps float32 whatever the datatype
+        assert index.store.stored_dtype() == "int8"
+        assert np.allclose(vectors[0], single, atol=1e-5)
+        return
+
+    vector = index.store.table.schema.field("vector").type
+    assert str(vector.value_type) == "halffloat"
+    assert vector.list_size == single.shape[0]
+    assert index.store.stored_single_dtype() == "float16"
+    # float16 values, the encoder's up to float16 rounding
+    got = vectors[0]
+    assert np.array_equal(got.astype(np.float16).astype(np.float32), got)
+    assert np.allclose(got, single, rtol=2.0**-11, atol=1e-5)
 
 
 def test_the_dtype_travels_with_the_run(built):

@@ -10,6 +10,7 @@ import os
 import numpy as np
 import pytest
 
+from jina_embeddings_v4.index import lancedb_store
 from jina_embeddings_v4.index import store as st
 from jina_embeddings_v4.index.lancedb_store import LanceDBStore
 from jina_embeddings_v4.index.qdrant_store import QdrantStore, point_id
@@ -69,8 +70,27 @@ def _brute_force(pages, query, ids=None, dtype="float16"):
     return out
 
 
-def _first_stage(pages, query, n, reverse=False, ids=None):
-    dots = pages.singles @ query.mean_single()
+def _single_rounding(store):
+    """The single vectors' type in ``store``, and so the query's in its
+    first stage: LanceDB keeps an int8 index's single vectors in float16
+    and rounds the query to the column's type."""
+    if isinstance(store, LanceDBStore) and store.multivector_dtype == "int8":
+        return np.float16
+    return np.float32
+
+
+def _held_singles(store, singles):
+    """The values ``store`` holds for ``singles``, as float32."""
+    return np.asarray(singles, _single_rounding(store)).astype(np.float32)
+
+
+def _first_stage_dots(store, pages, query):
+    vector = _held_singles(store, query.mean_single())
+    return _held_singles(store, pages.singles) @ vector
+
+
+def _first_stage(store, pages, query, n, reverse=False, ids=None):
+    dots = _first_stage_dots(store, pages, query)
     order = np.argsort(dots if reverse else -dots, kind="stable")
     chosen = [pages.ids[i] for i in order if ids is None or pages.ids[i] in ids]
     return set(chosen[:n])
@@ -119,7 +139,8 @@ def test_fetch_returns_rows_in_the_order_asked(store, pages):
     ids = [pages.ids[7], "%024x" % 1, pages.ids[2]]
     rows = store.fetch(ids)
     assert rows.ids == [pages.ids[7], pages.ids[2]]
-    assert np.array_equal(rows.singles[0], pages.singles[7])
+    assert rows.singles.dtype == np.float32
+    assert np.array_equal(rows.singles[0], _held_singles(store, pages.singles[7]))
     dtype = store.multivector_dtype
     assert store.stored_dtype() == dtype
     assert rows.multis[1].dtype == (
@@ -148,7 +169,7 @@ def test_exhaustive_search_is_exact_maxsim(store, pages, monkeypatch):
 
 def test_two_stage_search_ranks_the_first_stage_candidates(store, pages):
     query = _query(2)
-    candidates = _first_stage(pages, query, 12)
+    candidates = _first_stage(store, pages, query, 12)
     ids, scores = store.search(query, k=5, candidates=12)
     expected = _brute_force(
         pages, query, candidates, dtype=store.multivector_dtype
@@ -169,7 +190,7 @@ def test_within_allowed_ids_reverse_and_several_queries(store, pages):
     _assert_ranking(ids, scores, expected, 4, reverse=True)
 
     both = _query(4, n_items=2)
-    candidates = _first_stage(pages, both, 15)
+    candidates = _first_stage(store, pages, both, 15)
     ids, scores = store.search(both, k=3, candidates=15)
     expected = _brute_force(pages, both, candidates, dtype=dtype)
     _assert_ranking(ids, scores, expected, 3)
@@ -181,7 +202,7 @@ def test_vector_queries_rank_by_single_vectors(store, pages):
     query = _query(5)
     query.multis = None
     ids, scores = store.search(query, k=5)
-    dots = pages.singles @ query.mean_single()
+    dots = _first_stage_dots(store, pages, query)
     order = np.argsort(-dots)[:5]
     assert ids == [pages.ids[i] for i in order]
     assert np.allclose(scores, dots[order], atol=1e-5)
@@ -256,10 +277,11 @@ def _folder_bytes(path):
 
 def test_int8_pages_take_about_half_the_bytes_on_disk(tmp_path):
     rng = np.random.default_rng(9)
-    n, tokens = 30, 300
+    # Jina v4's 2048-d single vectors: float16 in an int8 table
+    n, tokens, single_dim = 30, 300, 2048
     rows = st.PageRows(
         ids=["%024x" % (0xDEF000 + i) for i in range(n)],
-        singles=_unit(rng.normal(size=(n, DIM))).astype(np.float32),
+        singles=_unit(rng.normal(size=(n, single_dim))).astype(np.float32),
         multis=[
             _unit(rng.normal(size=(tokens, 128))).astype(np.float32)
             for _ in range(n)
@@ -272,6 +294,68 @@ def test_int8_pages_take_about_half_the_bytes_on_disk(tmp_path):
         s.upsert(rows)
         s.finalize()
         sizes[dtype] = _folder_bytes(str(tmp_path / dtype))
-    # float16: 256 bytes a token; int8: 128 + a 4-byte scale
-    assert sizes["float16"] / n > 256 * tokens
+    # float16: 256 bytes a token and 8 KB of float32 single vector; int8:
+    # 128 + a 4-byte scale, and 4 KB of float16 single vector
+    assert sizes["float16"] / n > 256 * tokens + 4 * single_dim
     assert sizes["int8"] <= 0.55 * sizes["float16"]
+
+
+def test_single_vectors_are_float16_in_int8_tables_only(pages, tmp_path):
+    for dtype, single in (("float16", "float32"), ("int8", "float16")):
+        s = LanceDBStore(str(tmp_path / dtype), "pages", multivector_dtype=dtype)
+        assert s.stored_single_dtype() is None
+        s.upsert(pages)
+        assert s.stored_single_dtype() == single
+        assert lancedb_store.SINGLE_DTYPES[dtype] == single
+
+
+def test_an_int8_table_with_float32_singles_keeps_them(
+    pages, tmp_path, monkeypatch
+):
+    # as int8 tables were made before their single vectors were float16
+    monkeypatch.setitem(lancedb_store.SINGLE_DTYPES, "int8", "float32")
+    old = LanceDBStore(str(tmp_path), "pages", multivector_dtype="int8")
+    old.upsert(st.PageRows(
+        ids=pages.ids[:20],
+        singles=pages.singles[:20],
+        multis=pages.multis[:20],
+        grids=pages.grids[:20],
+    ))
+    monkeypatch.undo()
+
+    s = LanceDBStore(str(tmp_path), "pages", multivector_dtype="int8")
+    assert s.stored_dtype() == "int8"
+    assert s.stored_single_dtype() == "float32"
+    s.upsert(pages)
+    s.finalize()
+    assert s.count() == N
+    assert s.stored_single_dtype() == "float32"
+    rows = s.fetch(pages.ids)
+    assert np.array_equal(rows.singles, pages.singles)
+    query = _query(10)
+    ids, scores = s.search(query, k=5, candidates=12)
+    candidates = _first_stage(None, pages, query, 12)
+    _assert_ranking(
+        ids, scores, _brute_force(pages, query, candidates, dtype="int8"), 5
+    )
+
+
+def test_int8_tables_index_their_float16_single_vectors(
+    pages, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(lancedb_store, "ANN_MIN_ROWS", N)
+    s = LanceDBStore(str(tmp_path), "pages", multivector_dtype="int8")
+    s.upsert(pages)
+    s.finalize()
+    indexed = {tuple(i.columns) for i in s.table.list_indices()}
+    assert ("vector",) in indexed
+    assert s.stored_single_dtype() == "float16"
+    # the IVF index probes half its 16 partitions: a page's own single
+    # vector finds the page
+    for i in (3, 17, 31):
+        query = st.Query(singles=pages.singles[i : i + 1], multis=None)
+        ids, scores = s.search(query, k=1)
+        assert ids == [pages.ids[i]]
+        assert abs(scores[0] - 1.0) < 1e-3
+    ids, scores = s.search(_query(11), k=6)
+    _assert_ranking(ids, scores, _brute_force(pages, _query(11), dtype="int8"), 6)
