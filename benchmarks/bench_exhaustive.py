@@ -11,7 +11,8 @@ well as near ties. While writing, exact float32 MaxSim of every query over
 every page is computed from the unrounded vectors: the reference.
 
 Printed, per multivector_dtype: bytes per page on disk (the whole table,
-and its multi vectors: less what a one-token page costs), search p50/p95
+and its multi vectors: less what a one-token page of that dtype costs;
+int8 tables keep their single vectors in float16), search p50/p95
 (k 10, the store read in batches and scored as it streams), the RSS
 growth above the level before the searches (sampled every 5 ms), the
 worst error of a returned score against float32 and the top-10 agreement
@@ -46,6 +47,7 @@ SINGLE_DIM = 2048
 TOPICS = 64
 DIRECTIONS = 32
 WRITE_CHUNK = 250
+ONE = "one-token-"
 
 
 def _unit(x):
@@ -97,8 +99,12 @@ def build(tmp, corpus, n_pages, queries):
         for d in quantize.MULTIVECTOR_DTYPES
     }
     # pages of one token: what a page costs besides its multi vectors
-    # (the single vector, in the table and in its IVF index, the id, ...)
-    stores["one token"] = LanceDBStore(os.path.join(tmp, "one"), "pages")
+    # (the single vector, in the table and in its IVF index, the id, ...):
+    # per dtype, as int8 tables keep their single vectors in float16
+    for d in quantize.MULTIVECTOR_DTYPES:
+        stores[ONE + d] = LanceDBStore(
+            os.path.join(tmp, ONE + d), "pages", multivector_dtype=d
+        )
     reference = np.empty((len(queries), n_pages), np.float32)
     offsets = np.arange(WRITE_CHUNK + 1) * corpus.tokens
     rng = np.random.default_rng(5)
@@ -117,7 +123,7 @@ def build(tmp, corpus, n_pages, queries):
             grids=[(32, 32, 4)] * (stop - start),
         )
         for name, s in stores.items():
-            if name == "one token":
+            if name.startswith(ONE):
                 s.upsert(
                     st.PageRows(
                         ids=rows.ids,
@@ -272,10 +278,25 @@ def main(argv=None):
                 torch.get_num_threads(),
             )
         )
-        one = stores.pop("one token")
-        base = folder_size(os.path.join(tmp, "one")) / args.pages - 256
-        one.drop()
+        # a one-token page less its token (256 B float16, 132 B int8)
+        token = {"float16": 256, "int8": 132}
+        base = {}
+        for d in quantize.MULTIVECTOR_DTYPES:
+            one = stores.pop(ONE + d)
+            base[d] = folder_size(os.path.join(tmp, ONE + d)) / args.pages - token[d]
+            one.drop()
         sizes = {d: folder_size(os.path.join(tmp, d)) / args.pages for d in stores}
+        singles = {d: stores[d].stored_single_dtype() for d in stores}
+        for d, s in stores.items():
+            kinds = [
+                i.index_type
+                for i in s.table.list_indices()
+                if list(i.columns) == ["vector"]
+            ]
+            print(
+                "%s: single vectors %s, their index: %s"
+                % (d, singles[d], ", ".join(kinds) or "none (exact scan)")
+            )
         print(
             "\n%-10s %12s %12s %8s %8s %10s %12s %8s"
             % ("dtype", "bytes/page", "multi B/pg", "p50 s", "p95 s", "RSS +MB", "worst err", "top-10")
@@ -284,16 +305,21 @@ def main(argv=None):
             m = measure(s, queries, reference, args.pages)
             print(
                 "%-10s %12.0f %12.0f %8.3f %8.3f %10.1f %12.2e %8.3f"
-                % (dtype, sizes[dtype], sizes[dtype] - base, m["p50"], m["p95"], m["rss"] / 1e6, m["worst"], m["top10"])
+                % (dtype, sizes[dtype], sizes[dtype] - base[dtype], m["p50"], m["p95"], m["rss"] / 1e6, m["worst"], m["top10"])
             )
         print(
             "int8 / float16 bytes per page on disk: %.3f (whole table), "
-            "%.3f (multi vectors: the table less a one-token page's %.0f "
-            "bytes)"
+            "%.3f (multi vectors: the table less the rest of a page, %.0f "
+            "bytes in the float16 table, single vectors %s; %.0f in the "
+            "int8 one, single vectors %s)"
             % (
                 sizes["int8"] / sizes["float16"],
-                (sizes["int8"] - base) / (sizes["float16"] - base),
-                base + 256,
+                (sizes["int8"] - base["int8"])
+                / (sizes["float16"] - base["float16"]),
+                base["float16"],
+                singles["float16"],
+                base["int8"],
+                singles["int8"],
             )
         )
         compare_maxsim_cpu(corpus, queries, min(args.compare_pages, args.pages))
