@@ -34,6 +34,7 @@ from transformers.models.qwen2_vl.image_processing_qwen2_vl import (
 
 from . import attention as vision_attention
 from . import batching
+from . import packed_linear
 from ..io import image_inputs
 from .batching import DEFAULT_MAX_BATCH_TOKENS, PreparedImage
 from .snapshot import INDEX_FILE, SINGLE_WEIGHTS_FILE, SnapshotError
@@ -386,6 +387,14 @@ class JinaV4Encoder:
             (fewer, larger matmuls); switching task unmerges first. In
             half precision the merged weights round differently (see the
             README for the measured distance)
+        pack_weights (None): keep the linear layers' weights packed for
+            oneDNN (bit-equal outputs; the per-call weight reorder is gone;
+            see ``packed_linear.py``); None: on a CPU in bf16, where it is
+            supported
+        cpu_max_batch_tokens (1024): on a CPU, padded tokens per forward
+            pass at most, whatever ``max_batch_tokens`` a call passes (one
+            full page: larger passes were slower per page there; see
+            :data:`batching.CPU_MAX_BATCH_TOKENS`); None: no CPU bound
     """
 
     def __init__(
@@ -395,6 +404,8 @@ class JinaV4Encoder:
         dtype="auto",
         attn_implementation=None,
         merge_lora=False,
+        pack_weights=None,
+        cpu_max_batch_tokens=batching.CPU_MAX_BATCH_TOKENS,
     ):
         self.snapshot_dir = os.path.abspath(os.fspath(snapshot_dir))
         self.device = resolve_device(device)
@@ -407,6 +418,19 @@ class JinaV4Encoder:
             raise ValueError("merge_lora must be True or False")
         self.merge_lora = merge_lora
         self._merged_task = None
+        if pack_weights is not None and not isinstance(pack_weights, bool):
+            raise ValueError("pack_weights must be None, True or False")
+        supported = packed_linear.supported(self.device, self.dtype)
+        if pack_weights and not supported:
+            raise ValueError(
+                "pack_weights=True needs a CPU, bfloat16 and a PyTorch "
+                "build with oneDNN; this encoder runs on %s in %s. Leave "
+                "pack_weights=None to pack where it is supported"
+                % (self.device, str(self.dtype).replace("torch.", ""))
+            )
+        self.pack_weights = supported if pack_weights is None else pack_weights
+        batching.validate_cpu_max_batch_tokens(cpu_max_batch_tokens)
+        self.cpu_max_batch_tokens = cpu_max_batch_tokens
 
         check_transformers_version(transformers.__version__)
         require_complete(self.snapshot_dir)
@@ -480,6 +504,9 @@ class JinaV4Encoder:
         self._peft_model.eval()
         self._modules = modules
         self._active_task = None
+        self._packed = packed_linear.PackedLinears(modules)
+        if self.pack_weights:
+            self._packed.pack()
 
     def _special_token_ids(self, config):
         ids = {}
@@ -656,9 +683,29 @@ class JinaV4Encoder:
             raise ValueError("merge_lora must be True or False")
         with self._lock:
             if not merge_lora and self._merged_task is not None:
-                self._peft_model.unmerge_adapter()
+                with self._packed.unpacked():
+                    self._peft_model.unmerge_adapter()
                 self._merged_task = None
             self.merge_lora = merge_lora
+
+    def set_pack_weights(self, pack_weights):
+        """Packs the linear layers' weights for oneDNN (True) or puts the
+        plain weights back (False), for the next calls."""
+        if not isinstance(pack_weights, bool):
+            raise ValueError("pack_weights must be True or False")
+        if pack_weights and not packed_linear.supported(
+            self.device, self.dtype
+        ):
+            raise ValueError(
+                "pack_weights=True needs a CPU, bfloat16 and a PyTorch "
+                "build with oneDNN"
+            )
+        with self._lock:
+            if pack_weights:
+                self._packed.pack()
+            else:
+                self._packed.unpack()
+            self.pack_weights = pack_weights
 
     def validate_truncate_dim(self, truncate_dim):
         """Raises a ValueError unless ``truncate_dim`` is None or allowed."""
@@ -692,7 +739,8 @@ class JinaV4Encoder:
             max_length (32768): longer texts are truncated to this many
                 tokens (their start is kept)
             max_batch_tokens (65536): padded tokens per forward pass at
-                most (None: no bound)
+                most (None: no bound); on a CPU at most the encoder's
+                ``cpu_max_batch_tokens``
             fast_paths (None): a :class:`FastPaths`; None for the defaults
 
         Returns:
@@ -730,7 +778,9 @@ class JinaV4Encoder:
             max_length=max_length,
         )["input_ids"]
         batches = batching.plan_batches(
-            [len(e) for e in encoded], batch_size, max_batch_tokens
+            [len(e) for e in encoded],
+            batch_size,
+            self._batch_tokens(max_batch_tokens),
         )
 
         results = {}
@@ -819,7 +869,10 @@ class JinaV4Encoder:
                 tokens (``max_pixels / 784``) and so time and memory
             min_pixels (3136): smaller images are upscaled to this
             max_batch_tokens (65536): padded tokens per forward pass at
-                most (None: no bound); big pages then go in smaller batches
+                most (None: no bound); big pages then go in smaller
+                batches. On a CPU at most the encoder's
+                ``cpu_max_batch_tokens`` (1024) whatever is passed: larger
+                passes are slower per page there
             fast_paths (None): a :class:`FastPaths`; None for the defaults
 
         Returns:
@@ -848,7 +901,9 @@ class JinaV4Encoder:
             tokens = [self._item_tokens(x, max_pixels, min_pixels)
                       for x in items]
             batches = batching.plan_batches(
-                tokens, batch_size, max_batch_tokens
+                tokens,
+                batch_size,
+                self._batch_tokens(max_batch_tokens),
             )
             prepared = self._prepared_batches(
                 [[items[k] for k in b] for b in batches],
@@ -974,6 +1029,11 @@ class JinaV4Encoder:
         return rows * cols
 
     # -- internals -------------------------------------------------------
+
+    def _batch_tokens(self, max_batch_tokens):
+        return batching.device_batch_tokens(
+            max_batch_tokens, self.device.type, self.cpu_max_batch_tokens
+        )
 
     def _check_call(self, batch_size, return_single, return_multi, dim):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int):
@@ -1157,14 +1217,20 @@ class JinaV4Encoder:
         ):
             return
 
-        if self._merged_task is not None:
-            self._peft_model.unmerge_adapter()
-            self._merged_task = None
-        self._peft_model.set_adapter(task)
-        self._active_task = task
-        if self.merge_lora:
-            self._peft_model.merge_adapter()
-            self._merged_task = task
+        changes_weights = self._merged_task is not None or self.merge_lora
+        with (
+            self._packed.unpacked()
+            if changes_weights
+            else contextlib.nullcontext()
+        ):
+            if self._merged_task is not None:
+                self._peft_model.unmerge_adapter()
+                self._merged_task = None
+            self._peft_model.set_adapter(task)
+            self._active_task = task
+            if self.merge_lora:
+                self._peft_model.merge_adapter()
+                self._merged_task = task
 
     def _set_vision_attention(self, choice):
         config = self._modules.model.visual.config

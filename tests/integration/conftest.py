@@ -68,10 +68,14 @@ def tiny_snapshot():
 
 @pytest.fixture(scope="session")
 def encoder():
-    """A float32 CPU encoder on the tiny fixture checkpoint."""
+    """A float32 CPU encoder on the tiny fixture checkpoint, without the
+    CPU token budget, so that its batches hold several pages and the tests
+    exercise padding (``test_fast_paths`` tests the budget itself)."""
     from jina_embeddings_v4.model.encoder import JinaV4Encoder
 
-    return JinaV4Encoder(TINY_SNAPSHOT, device="cpu", dtype="float32")
+    return JinaV4Encoder(
+        TINY_SNAPSHOT, device="cpu", dtype="float32", cpu_max_batch_tokens=None
+    )
 
 
 @pytest.fixture(scope="session")

@@ -179,6 +179,98 @@ def test_token_budget_splits_batches_without_changing_vectors(
     assert _worst(out, ref) <= 1e-6
 
 
+def test_cpu_token_budget_holds_whatever_the_caller_passes(encoder, goldens):
+    """By default a CPU pass holds at most ``cpu_max_batch_tokens`` (one
+    full page), even with ``max_batch_tokens=None``; the vectors do not
+    change (the fixture encoder has no CPU budget)."""
+    _, _, images = goldens
+    tokens = [encoder.count_image_tokens(i.size) for i in images]
+    ref = encoder.encode_images(images, batch_size=6, return_multi=True)
+
+    capped = jenc.JinaV4Encoder(TINY_SNAPSHOT, device="cpu", dtype="float32")
+    assert capped.cpu_max_batch_tokens == batching.CPU_MAX_BATCH_TOKENS == 1024
+    for max_batch_tokens in (None, 65536):
+        calls = capped.forward_calls
+        out = capped.encode_images(
+            images,
+            batch_size=6,
+            return_multi=True,
+            max_batch_tokens=max_batch_tokens,
+        )
+        passes = batching.plan_batches(tokens, 6, 1024)
+        assert capped.forward_calls - calls == len(passes) > 1
+        assert all(len(b) * max(tokens[i] for i in b) <= 1024
+                   or len(b) == 1 for b in passes)
+        assert _worst(out, ref) <= 1e-6
+
+    with pytest.raises(ValueError, match="cpu_max_batch_tokens"):
+        jenc.JinaV4Encoder(TINY_SNAPSHOT, device="cpu", cpu_max_batch_tokens=0)
+
+
+def _all_arrays_equal(a, b):
+    return np.array_equal(a.single, b.single) and all(
+        np.array_equal(x, y) for x, y in zip(a.multi, b.multi)
+    )
+
+
+def test_packed_weights_are_bit_equal_and_one_copy(goldens):
+    """bf16 on a CPU packs the linear weights for oneDNN by default: the
+    outputs equal the plain weights' bit for bit, through merging and
+    unmerging LoRA, and the plain weights are not kept beside the packed
+    ones."""
+    _, _, images = goldens
+    enc = jenc.JinaV4Encoder(TINY_SNAPSHOT, device="cpu", dtype="bfloat16")
+    assert enc.pack_weights and enc._packed.packed
+    assert len(enc._packed.layers) > 0
+    assert all(m.weight.numel() == 0 for m in enc._packed.layers)
+    texts = ["an invoice from 2024", "ein Vertrag " * 20]
+
+    def run():
+        return (
+            enc.encode_images(images, batch_size=6, return_multi=True),
+            enc.encode_texts(texts, return_multi=True),
+        )
+
+    packed = run()
+    enc.set_pack_weights(False)
+    assert not enc._packed.packed
+    assert all(m.weight.numel() > 0 for m in enc._packed.layers)
+    plain = run()
+    for a, b in zip(packed, plain):
+        assert _all_arrays_equal(a, b)
+
+    enc.set_pack_weights(True)
+    enc.set_merge_lora(True)
+    merged_packed = run()
+    assert enc._packed.packed and enc._merged_task == "retrieval"
+    enc.set_pack_weights(False)
+    for a, b in zip(merged_packed, run()):
+        assert _all_arrays_equal(a, b)
+    enc.set_pack_weights(True)
+    enc.set_merge_lora(False)
+    assert enc._packed.packed and enc._merged_task is None
+    unmerged_packed = run()
+    enc.set_pack_weights(False)
+    # (unmerging in bf16 does not give back the very weights it started
+    # from: peft subtracts the rounded delta; so compare like with like)
+    for a, b in zip(unmerged_packed, run()):
+        assert _all_arrays_equal(a, b)
+    for a, b in zip(unmerged_packed, plain):
+        assert _worst(a, b) <= 1e-3
+
+
+def test_pack_weights_where_unsupported_is_refused(encoder):
+    assert not encoder.pack_weights  # float32: plain weights
+    with pytest.raises(ValueError, match="pack_weights=None"):
+        jenc.JinaV4Encoder(
+            TINY_SNAPSHOT, device="cpu", dtype="float32", pack_weights=True
+        )
+    with pytest.raises(ValueError, match="bfloat16"):
+        encoder.set_pack_weights(True)
+    with pytest.raises(ValueError, match="pack_weights"):
+        jenc.JinaV4Encoder(TINY_SNAPSHOT, device="cpu", pack_weights="yes")
+
+
 def test_bad_fast_path_values(encoder):
     with pytest.raises(ValueError, match="'packed', 'stock'"):
         encoder.encode_texts(["x"], fast_paths=jenc.FastPaths("fast"))
