@@ -57,6 +57,7 @@ OPTIONS = (
     "drop_padding_mask",
     "max_batch_tokens",
     "merge_lora",
+    "pack_weights",
     "preprocess_in_loader",
 )
 
@@ -156,6 +157,9 @@ class JinaEmbeddingsV4Config(fout.TorchImageModelConfig):
         merge_lora (False): merge the task's LoRA into the weights (one
             task per process; not shared with models of other tasks); in
             half precision the merged weights round differently
+        pack_weights (None): keep the linear layers' weights packed for
+            oneDNN (bit-equal outputs, one copy of the weights, faster
+            GEMMs); None: on a CPU in bf16, where it is supported
         preprocess_in_loader (True): resize and patch images in FiftyOne's
             data loader workers, overlapping the forward pass
     """
@@ -212,6 +216,7 @@ class JinaEmbeddingsV4Config(fout.TorchImageModelConfig):
             d, "max_batch_tokens", default=batching.DEFAULT_MAX_BATCH_TOKENS
         )
         self.merge_lora = self.parse_raw(d, "merge_lora", default=False)
+        self.pack_weights = self.parse_raw(d, "pack_weights", default=None)
         self.preprocess_in_loader = self.parse_raw(
             d, "preprocess_in_loader", default=True
         )
@@ -242,6 +247,13 @@ class JinaEmbeddingsV4Config(fout.TorchImageModelConfig):
         jenc.validate_pixels(self.min_pixels, self.max_pixels)
         self.fast_paths()
         batching.validate_max_batch_tokens(self.max_batch_tokens)
+        if self.pack_weights is not None and not isinstance(
+            self.pack_weights, bool
+        ):
+            raise ValueError(
+                "pack_weights must be None, True or False, got %r"
+                % (self.pack_weights,)
+            )
         for name in ("merge_lora", "preprocess_in_loader"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(
@@ -546,6 +558,7 @@ class JinaEmbeddingsV4(fout.TorchImageModel, fom.PromptMixin):
             dtype=config.dtype,
             attn_implementation=config.attn_implementation,
             merge_lora=config.merge_lora,
+            pack_weights=config.pack_weights,
         )
 
     def build_get_item(self, field_mapping=None):

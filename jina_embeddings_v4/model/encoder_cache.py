@@ -21,6 +21,7 @@ import weakref
 
 import torch
 
+from . import packed_linear
 from .encoder import (
     JinaV4Encoder,
     default_attention,
@@ -54,6 +55,7 @@ def acquire(
     dtype="auto",
     attn_implementation=None,
     merge_lora=False,
+    pack_weights=None,
 ):
     """Returns the shared encoder for these settings, loading it once.
 
@@ -68,6 +70,8 @@ def acquire(
         attn_implementation (None): see :class:`encoder.JinaV4Encoder`
         merge_lora (False): an encoder with merged LoRA weights, of its
             own (it serves one task best, so it is not shared with others)
+        pack_weights (None): see :class:`encoder.JinaV4Encoder`; None and
+            the value it stands for share one encoder
 
     Returns:
         a :class:`encoder.JinaV4Encoder`
@@ -78,12 +82,15 @@ def acquire(
     attn_implementation = attn_implementation or default_attention(
         device, torch_dtype
     )
+    if pack_weights is None:
+        pack_weights = packed_linear.supported(device, torch_dtype)
     key = (
         os.path.realpath(os.fspath(snapshot_dir)),
         str(device),
         str(torch_dtype),
         attn_implementation,
         bool(merge_lora),
+        bool(pack_weights),
     )
     _log_choice_once(dtype, device, torch_dtype)
 
@@ -96,6 +103,7 @@ def acquire(
                 dtype=torch_dtype,
                 attn_implementation=attn_implementation,
                 merge_lora=bool(merge_lora),
+                pack_weights=bool(pack_weights),
             )
             entry = _entries[key] = _Entry(encoder)
             _stats["loads"] += 1

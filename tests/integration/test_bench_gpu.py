@@ -89,32 +89,27 @@ def test_full_size_page_is_about_8_6_tflop():
     assert attention == pytest.approx(0.3, abs=0.1)
 
 
-def test_tiny_run_on_cpu(tmp_path):
+def _run_bench(script, tmp_path, *args):
+    """Runs a benchmark script with ``--json``; returns (stdout, result)."""
     out = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(BENCH_DIR, "bench_gpu.py"),
-            "--tiny",
-            "--pages",
-            "4",
-            "--batch-size",
-            "2",
-            "--repeats",
-            "1",
-            "--configs",
-            "existing,stock,packed,nomask,defaults",
-            "--no-fiftyone",
-            "--json",
-            str(tmp_path / "r.json"),
-        ],
+        [sys.executable, os.path.join(BENCH_DIR, script), *args,
+         "--json", str(tmp_path / "r.json")],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "every path equal to stock: PASS" in out.stdout
+    return out.stdout, json.loads((tmp_path / "r.json").read_text())
 
-    result = json.loads((tmp_path / "r.json").read_text())
+
+def test_tiny_run_on_cpu(tmp_path):
+    stdout, result = _run_bench(
+        "bench_gpu.py", tmp_path, "--tiny", "--pages", "4", "--batch-size",
+        "2", "--repeats", "1", "--configs",
+        "existing,stock,packed,nomask,defaults", "--no-fiftyone",
+    )
+    assert "every path equal to stock: PASS" in stdout
+
     assert set(result["rows"]) == {
         "existing: float32 b1 stock",
         "stock bfloat16 b2",
@@ -124,3 +119,25 @@ def test_tiny_run_on_cpu(tmp_path):
     }
     assert all(r["pages_per_s"] > 0 for r in result["rows"].values())
     assert result["flops"]["patches"] == 3072
+
+
+def test_bench_cpu_tiny_run(tmp_path):
+    """benchmarks/bench_cpu.py end to end on the tiny checkpoint: through
+    compute_embeddings at batch 1 and 8, with its matmul peak, per-tower
+    split and the stock-path comparison."""
+    stdout, result = _run_bench(
+        "bench_cpu.py", tmp_path, "--tiny", "--threads", "2"
+    )
+    assert "weights packed for oneDNN: True, CPU token budget 1024" in stdout
+    runs = {r["batch_size"]: r for r in result["runs"]}
+    assert set(runs) == {1, 8}
+    assert runs[1]["pages"] == 2 and runs[8]["pages"] == 8
+    assert result["peak_tflops"] > 0
+    for r in runs.values():
+        assert r["s_per_page"] > 0 and 0 < r["fraction_of_peak"]
+        assert r["vision_s_per_page"] > 0 and r["lm_s_per_page"] > 0
+        assert len(r["peaks_next_to_it"]) == 2
+    # the defaults (packed weights, packed vision attention, no padding
+    # mask) against transformers' stock path with plain weights
+    assert result["stock"]["max_cosine_distance"] <= 1e-3
+    assert result["stored_vs_encoder"] > 0.9999

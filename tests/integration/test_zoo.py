@@ -32,6 +32,8 @@ import fiftyone.brain as fob  # noqa: E402
 import fiftyone.zoo as foz  # noqa: E402
 
 from jina_embeddings_v4.scoring import late_interaction as li  # noqa: E402
+from jina_embeddings_v4.model import batching  # noqa: E402
+from PIL import Image  # noqa: E402
 
 N_DOCS = 24
 QUERY = "invoice from 2024"
@@ -244,7 +246,21 @@ def test_batch_size_reaches_encoder_with_workers(dataset, model):
         num_workers=2,
         skip_failures=False,
     )
-    assert model.encoder.forward_calls - before == math.ceil(N_DOCS / 8)
+    # FiftyOne's batches of 8, each cut by the encoder's token budget (on
+    # a CPU at most 1024 padded tokens a pass)
+    encoder = model.encoder
+    tokens = [
+        encoder.count_image_tokens(Image.open(p).size)
+        for p in dataset.values("filepath")
+    ]
+    budget = encoder._batch_tokens(model.config.max_batch_tokens)
+    assert budget == 1024
+    passes = sum(
+        len(batching.plan_batches(tokens[i : i + 8], 8, budget))
+        for i in range(0, N_DOCS, 8)
+    )
+    assert passes > math.ceil(N_DOCS / 8)
+    assert encoder.forward_calls - before == passes
     a = _stored(dataset, "jina_emb_workers")
     b = _stored(dataset, "jina_emb")
     assert np.min(np.sum(a * b, axis=1)) >= 0.9999
