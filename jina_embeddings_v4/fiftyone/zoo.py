@@ -24,6 +24,7 @@ from . import context as fiftyone_context
 from ..model import encoder as jenc
 from ..model import batching
 from ..model import encoder_cache
+from ..model import packed_linear
 from ..io import image_inputs
 from ..scoring import late_interaction as li
 
@@ -247,13 +248,7 @@ class JinaEmbeddingsV4Config(fout.TorchImageModelConfig):
         jenc.validate_pixels(self.min_pixels, self.max_pixels)
         self.fast_paths()
         batching.validate_max_batch_tokens(self.max_batch_tokens)
-        if self.pack_weights is not None and not isinstance(
-            self.pack_weights, bool
-        ):
-            raise ValueError(
-                "pack_weights must be None, True or False, got %r"
-                % (self.pack_weights,)
-            )
+        packed_linear.validate(self.pack_weights)
         for name in ("merge_lora", "preprocess_in_loader"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(

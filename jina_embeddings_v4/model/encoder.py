@@ -418,17 +418,9 @@ class JinaV4Encoder:
             raise ValueError("merge_lora must be True or False")
         self.merge_lora = merge_lora
         self._merged_task = None
-        if pack_weights is not None and not isinstance(pack_weights, bool):
-            raise ValueError("pack_weights must be None, True or False")
-        supported = packed_linear.supported(self.device, self.dtype)
-        if pack_weights and not supported:
-            raise ValueError(
-                "pack_weights=True needs a CPU, bfloat16 and a PyTorch "
-                "build with oneDNN; this encoder runs on %s in %s. Leave "
-                "pack_weights=None to pack where it is supported"
-                % (self.device, str(self.dtype).replace("torch.", ""))
-            )
-        self.pack_weights = supported if pack_weights is None else pack_weights
+        self.pack_weights = packed_linear.resolve(
+            pack_weights, self.device, self.dtype
+        )
         batching.validate_cpu_max_batch_tokens(cpu_max_batch_tokens)
         self.cpu_max_batch_tokens = cpu_max_batch_tokens
 
@@ -693,13 +685,7 @@ class JinaV4Encoder:
         plain weights back (False), for the next calls."""
         if not isinstance(pack_weights, bool):
             raise ValueError("pack_weights must be True or False")
-        if pack_weights and not packed_linear.supported(
-            self.device, self.dtype
-        ):
-            raise ValueError(
-                "pack_weights=True needs a CPU, bfloat16 and a PyTorch "
-                "build with oneDNN"
-            )
+        packed_linear.resolve(pack_weights, self.device, self.dtype)
         with self._lock:
             if pack_weights:
                 self._packed.pack()

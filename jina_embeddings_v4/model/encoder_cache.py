@@ -82,15 +82,14 @@ def acquire(
     attn_implementation = attn_implementation or default_attention(
         device, torch_dtype
     )
-    if pack_weights is None:
-        pack_weights = packed_linear.supported(device, torch_dtype)
+    pack_weights = packed_linear.resolve(pack_weights, device, torch_dtype)
     key = (
         os.path.realpath(os.fspath(snapshot_dir)),
         str(device),
         str(torch_dtype),
         attn_implementation,
         bool(merge_lora),
-        bool(pack_weights),
+        pack_weights,
     )
     _log_choice_once(dtype, device, torch_dtype)
 
@@ -103,7 +102,7 @@ def acquire(
                 dtype=torch_dtype,
                 attn_implementation=attn_implementation,
                 merge_lora=bool(merge_lora),
-                pack_weights=bool(pack_weights),
+                pack_weights=pack_weights,
             )
             entry = _entries[key] = _Entry(encoder)
             _stats["loads"] += 1

@@ -45,6 +45,35 @@ def supported(device, dtype):
     )
 
 
+def validate(pack_weights):
+    """Raises a ValueError unless ``pack_weights`` is None, True or
+    False."""
+    if pack_weights is not None and not isinstance(pack_weights, bool):
+        raise ValueError(
+            "pack_weights must be None, True or False, got %r"
+            % (pack_weights,)
+        )
+
+
+def resolve(pack_weights, device, dtype):
+    """Whether to pack: ``pack_weights`` (None, True or False) for this
+    ``device`` and ``dtype``; None means where :func:`supported`.
+
+    Raises:
+        ValueError: on another value, or True where packing is unsupported
+    """
+    validate(pack_weights)
+    ok = supported(device, dtype)
+    if pack_weights and not ok:
+        raise ValueError(
+            "pack_weights=True needs a CPU, bfloat16 and a PyTorch build "
+            "with oneDNN; this encoder runs on %s in %s. Leave "
+            "pack_weights=None to pack where it is supported"
+            % (device, str(dtype).replace("torch.", ""))
+        )
+    return ok if pack_weights is None else pack_weights
+
+
 def _packed_forward(module, x):
     packed = module._jina_packed
     if x.dtype != packed.dtype:
