@@ -93,6 +93,7 @@ _OPTIONS = (
     "text_matches_field",
     "words_field",
     "multivector_dtype",
+    "scan_cache",
 )
 
 
@@ -173,6 +174,13 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
             ``"float16"``, or ``"int8"`` (one float scale per token vector,
             about half the bytes; see ``scoring/quantize.py``). Recorded
             with the run: an index keeps the dtype it was built with
+        scan_cache (False): LanceDB only: an exhaustive search
+            (``oversample=None``) reads the multi vectors from a flat copy
+            in the index's folder (``<table>.jina-scan``), rebuilt by the
+            first exhaustive search after each change of the table;
+            several times faster than scanning the table, for the copy's
+            disk (the multi vectors' bytes again). See
+            :mod:`jina_embeddings_v4.index.scan_cache`
         build_state (None): set by the index, not by users: ``"building"``
             from the moment a build under a brain key is registered until
             its results are saved, ``"complete"`` after (None: a run saved
@@ -198,6 +206,7 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
         text_matches_field=None,
         words_field=DEFAULT_WORDS_FIELD,
         multivector_dtype=quantize.DEFAULT_MULTIVECTOR_DTYPE,
+        scan_cache=False,
         embeddings_field=None,
         model=None,
         model_kwargs=None,
@@ -238,6 +247,16 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
                     "%s must be the name of a field, got %r" % (name, value)
                 )
         quantize.check_multivector_dtype(multivector_dtype)
+        if not isinstance(scan_cache, bool):
+            raise ValueError(
+                "scan_cache must be True or False, got %r" % (scan_cache,)
+            )
+        if scan_cache and store != "lancedb":
+            raise ValueError(
+                "scan_cache=True is for store='lancedb' (a flat copy in the "
+                "index's folder); Qdrant keeps its own storage: leave "
+                "scan_cache=False with store=%r" % (store,)
+            )
         if build_state not in BUILD_STATES:
             raise ValueError(
                 "build_state is recorded by the index; got %r" % (build_state,)
@@ -287,6 +306,7 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
         self.text_matches_field = text_matches_field
         self.words_field = words_field
         self.multivector_dtype = multivector_dtype
+        self.scan_cache = scan_cache
         self.task = space["task"]
         self._space = space
         self._api_key = api_key
@@ -349,6 +369,7 @@ class JinaMultivectorSimilarityConfig(SimilarityConfig):
                 self.uri,
                 self.table_name,
                 multivector_dtype=self.multivector_dtype,
+                scan_cache=self.scan_cache,
             )
 
         from .qdrant_store import QdrantStore

@@ -14,7 +14,9 @@ dot product) on the single vectors; the candidates' multi vectors are
 then fetched and ranked by exact MaxSim in process. An exhaustive search
 reads the table in batches of ``st.RERANK_CHUNK`` pages, each scored
 without padding from Arrow's flat token buffer
-(``scoring/flat_maxsim.py``), keeping a running top k.
+(``scoring/flat_maxsim.py``), keeping a running top k; with
+``scan_cache=True`` it reads a flat copy of the multi vectors instead
+(``scan_cache.py``), made again whenever the table's version moved on.
 
 The single vector is float32 in a float16 table and float16 in an int8
 one (:data:`SINGLE_DTYPES`): 2048 float32 values, in the table and again
@@ -30,6 +32,7 @@ import datetime
 import functools
 import logging
 import math
+import os
 import random
 import time
 import warnings
@@ -37,6 +40,7 @@ import warnings
 import numpy as np
 
 from ..scoring import quantize
+from . import scan_cache
 from . import store as st
 
 logger = logging.getLogger(__name__)
@@ -46,6 +50,8 @@ _MULTI = "multivector"
 _SCALE = "token_scales"
 _TEXT = "text"
 _IN_CHUNK = 1000
+# the scan file of table T is <uri>/T.jina-scan (scan_cache=True)
+SCAN_SUFFIX = ".jina-scan"
 
 # the single vector's type in new tables, per multivector_dtype
 SINGLE_DTYPES = {"float16": "float32", "int8": "float16"}
@@ -136,6 +142,10 @@ class LanceDBStore(object):
         table_name: the table
         multivector_dtype ("float16"): how new rows store multi vectors,
             ``"float16"`` or ``"int8"``
+        scan_cache (False): exhaustive searches read the multi vectors
+            from a flat copy, ``<uri>/<table_name>.jina-scan``, rebuilt
+            from the table whenever the table's version moved on
+            (:mod:`.scan_cache`); a local folder only
     """
 
     def __init__(
@@ -143,6 +153,7 @@ class LanceDBStore(object):
         uri,
         table_name,
         multivector_dtype=quantize.DEFAULT_MULTIVECTOR_DTYPE,
+        scan_cache=False,
     ):
         lancedb = st.import_engine("lancedb")
         # LanceDB warns at every fork once imported; the processes forked
@@ -158,6 +169,11 @@ class LanceDBStore(object):
         self.multivector_dtype = quantize.check_multivector_dtype(
             multivector_dtype
         )
+        if scan_cache and "://" in uri and not uri.startswith("file://"):
+            raise ValueError(
+                "scan_cache=True needs a local LanceDB folder, not %r" % uri
+            )
+        self.scan_cache = bool(scan_cache)
         self._pa = _import_pyarrow()
         try:
             self._db = lancedb.connect(uri)
@@ -384,6 +400,7 @@ class LanceDBStore(object):
         if self.table_name in self._db.list_tables().tables:
             self._db.drop_table(self.table_name)
         self._table = None
+        scan_cache.remove(self._scan_path())
 
     def close(self):
         self._table = None
@@ -415,7 +432,7 @@ class LanceDBStore(object):
 
         total = len(allowed_ids) if allowed_ids is not None else self.count()
         if candidates is None or candidates >= total:
-            return self._exhaustive(query, k, where, reverse)
+            return self._exhaustive(query, k, where, reverse, allowed_ids)
 
         ids, _ = self._first_stage(query, candidates, where, reverse)
         return st.maxsim_rank(query, self.fetch(ids), k, reverse)
@@ -443,15 +460,76 @@ class LanceDBStore(object):
         scores = -dots if reverse else dots
         return out[_ID].to_pylist(), [float(s) for s in scores]
 
-    def _exhaustive(self, query, k, where, reverse):
-        return st.stream_maxsim(query, self._token_batches(where), k, reverse)
+    def _exhaustive(self, query, k, where, reverse, allowed_ids=None):
+        scan = self._scan_file(allowed_ids)
+        if scan is None:
+            batches = self._token_batches(where)
+            return st.stream_maxsim(query, batches, k, reverse)
 
-    def _token_batches(self, where):
+        try:
+            allowed = None if allowed_ids is None else set(allowed_ids)
+            batches = scan.batches(st.RERANK_CHUNK, allowed)
+            return st.stream_maxsim(query, batches, k, reverse)
+        finally:
+            scan.close()
+
+    def _scan_path(self):
+        folder = self.uri
+        if folder.startswith("file://"):
+            folder = folder[len("file://"):]
+        return os.path.join(folder, self.table_name + SCAN_SUFFIX)
+
+    def _scan_tag(self, table):
+        """What the scan file must be a copy of: this table's current
+        version (and its time: a table dropped and made again restarts
+        its version numbers)."""
+        version = table.version
+        stamp = None
+        for v in table.list_versions():
+            if v["version"] == version:
+                stamp = str(v["timestamp"])
+        return [self.table_name, version, stamp, self.stored_dtype()]
+
+    def _scan_file(self, allowed_ids):
+        """The open scan file of the table's current version, rebuilt
+        when stale; None without ``scan_cache``, when a filtered scan of
+        the table reads less (``allowed_ids`` under a quarter of the
+        pages), or when the file cannot be written."""
+        if not self.scan_cache:
+            return None
+        table = self.table
+        if allowed_ids is not None and 4 * len(allowed_ids) < self.count():
+            return None
+
+        tag = self._scan_tag(table)
+        path = self._scan_path()
+        scan = scan_cache.open_current(path, tag)
+        if scan is not None:
+            return scan
+
+        # a copy of exactly the tagged version, whatever is written since
+        snapshot = self._db.open_table(self.table_name)
+        snapshot.checkout(tag[1])
+        try:
+            scan_cache.write(
+                path, tag, self._token_batches(None, snapshot), st.MULTI_DIM
+            )
+        except OSError as e:
+            logger.warning(
+                "Could not write the scan file %s (%s); scanning the table",
+                path,
+                e,
+            )
+            return None
+        return scan_cache.open_current(path, tag)
+
+    def _token_batches(self, where, table=None):
         """``(ids, tokens, offsets, scales)`` of the table's pages (those
         ``where`` selects), ``st.RERANK_CHUNK`` at a time."""
-        int8 = self.stored_dtype() == "int8"
+        table = self.table if table is None else table
+        int8 = _SCALE in table.schema.names
         columns = [_ID, _MULTI] + ([_SCALE] if int8 else [])
-        scan = self.table.search().select(columns)
+        scan = table.search().select(columns)
         if where is not None:
             scan = scan.where(where)
 

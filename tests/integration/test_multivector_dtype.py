@@ -204,3 +204,76 @@ def test_an_unknown_dtype_is_refused_before_anything(built):
             multivector_dtype="int4",
         )
     assert ds.list_brain_runs() == runs
+
+
+def test_scan_cache_ranks_as_the_table_and_follows_its_changes(
+    built, tmp_root
+):
+    ds, index = built
+    if index.config.store != "lancedb":
+        runs = ds.list_brain_runs()
+        with pytest.raises(ValueError, match="scan_cache=True is for store="):
+            fob.compute_similarity(
+                ds,
+                model=MODEL_NAME,
+                model_kwargs=KWARGS,
+                backend="jina_multivector",
+                brain_key="scan",
+                scan_cache=True,
+                **_store_kwargs("qdrant", os.path.join(tmp_root, "scan-q")),
+            )
+        assert ds.list_brain_runs() == runs
+        return
+
+    folder = os.path.join(tmp_root, "dtype-scan")
+    shutil.rmtree(folder, ignore_errors=True)
+    cached = fob.compute_similarity(
+        ds,
+        model=MODEL_NAME,
+        model_kwargs=KWARGS,
+        backend="jina_multivector",
+        brain_key="i8scan",
+        oversample=None,
+        multivector_dtype="int8",
+        scan_cache=True,
+        batch_size=4,
+        store="lancedb",
+        uri=folder,
+    )
+    path = os.path.join(folder, cached.config.table_name + ".jina-scan")
+    # made by the first exhaustive search, not by the build
+    assert not os.path.exists(path)
+    for text in QUERIES:
+        want = ds.sort_by_similarity(
+            text, k=None, brain_key="i8", dist_field="table_scan"
+        )
+        got = ds.sort_by_similarity(
+            text, k=None, brain_key="i8scan", dist_field="file_scan"
+        )
+        assert got.values("id") == want.values("id")
+        assert np.allclose(
+            got.values("file_scan"), want.values("table_scan"), atol=1e-6
+        )
+    first = os.stat(path)
+    # the table did not change: the same file serves the next search
+    ds.sort_by_similarity(QUERIES[0], k=3, brain_key="i8scan")
+    again = os.stat(path)
+    assert (again.st_ino, again.st_mtime_ns) == (
+        first.st_ino,
+        first.st_mtime_ns,
+    )
+
+    # a page removed: the next search makes the file again, without it
+    gone = ds.first().id
+    cached.remove_from_index(sample_ids=[gone])
+    view = ds.sort_by_similarity(QUERIES[0], k=None, brain_key="i8scan")
+    assert len(view) == N - 1 and gone not in view.values("id")
+    assert os.stat(path).st_ino != first.st_ino
+    # a view of over a quarter of the pages reads the file too
+    half = ds.skip(1).limit(N // 2)
+    want = half.sort_by_similarity(QUERIES[1], k=3, brain_key="i8")
+    got = half.sort_by_similarity(QUERIES[1], k=3, brain_key="i8scan")
+    assert got.values("id") == want.values("id")
+
+    ds.delete_brain_run("i8scan")
+    assert not os.path.exists(path)

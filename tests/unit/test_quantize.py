@@ -79,6 +79,60 @@ def test_flat_maxsim_negative_similarities_and_scales():
     assert got.tolist() == [[-1.0, -2.5]]
 
 
+def test_query_digits_by_hand():
+    # max|q| 1: step 2**ceil(log2(1 / 127)) = 2**-6; 1, 0.5, -0.25 are
+    # 64, 32, -16 steps, nothing remains: second digits and scale 0
+    digits, scales = flat_maxsim.query_digits([[1.0, 0.5, -0.25]])
+    assert digits.dtype == np.int8 and scales.dtype == np.float32
+    assert digits.tolist() == [[64, 32, -16], [0, 0, 0]]
+    assert scales.tolist() == [2.0**-6, 0.0]
+    # 0.01 is 0.64 steps -> 1 step (0.015625), remainder -0.005625:
+    # step 2**ceil(log2(0.005625 / 127)) = 2**-14, -92.16 -> -92
+    digits, scales = flat_maxsim.query_digits([[1.0, 0.01], [0.0, 0.0]])
+    assert digits.tolist() == [[64, 1], [0, 0], [0, -92], [0, 0]]
+    assert scales.tolist() == [2.0**-6, 0.0, 2.0**-14, 0.0]
+    rng = np.random.default_rng(3)
+    q = rng.normal(size=(20, 128))
+    digits, scales = flat_maxsim.query_digits(q)
+    back = (
+        digits[:20] * scales[:20, None].astype(np.float64)
+        + digits[20:] * scales[20:, None].astype(np.float64)
+    )
+    peak = np.abs(q).max(axis=1, keepdims=True)
+    assert np.all(np.abs(back - q) <= peak / 127**2)
+
+
+def test_flat_maxsim_int8_codes_match_float64():
+    # the integer path against float64 arithmetic on the same codes
+    rng = np.random.default_rng(4)
+    lengths = rng.integers(1, 40, size=300)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    tokens = rng.normal(size=(offsets[-1], 128))
+    tokens /= np.linalg.norm(tokens, axis=1, keepdims=True)
+    codes, scales = quantize.quantize_int8(tokens)
+    values = codes.astype(np.float64) * scales[:, None]
+    items = [rng.normal(size=(n, 128)).astype(np.float32) for n in (3, 11)]
+    items = [q / np.linalg.norm(q, axis=1, keepdims=True) for q in items]
+    want = np.array(
+        [
+            [
+                (q.astype(np.float64) @ values[a:b].T).max(axis=1).sum()
+                for a, b in zip(offsets, offsets[1:])
+            ]
+            for q in items
+        ]
+    )
+    # each query value is off by at most max|q_i| / 127**2, so a dot with
+    # a token of length <= 1 by at most sqrt(128) times that, per token
+    bound = [np.sqrt(128) * np.abs(q).max(axis=1).sum() / 127**2 for q in items]
+    for chunk in (64, 8192):
+        got = flat_maxsim.maxsim_flat(items, codes, offsets, scales, chunk)
+        for g, w, b in zip(got, want, bound):
+            assert np.abs(g - w).max() < b + 1e-6
+        # in practice far under the bound
+        assert np.abs(got - want).max() < 1e-4
+
+
 def test_flat_maxsim_bad_offsets():
     with pytest.raises(ValueError, match="offsets"):
         flat_maxsim.maxsim_flat([Q1], TOKENS, [0, 1, 3])
