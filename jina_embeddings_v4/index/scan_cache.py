@@ -24,6 +24,7 @@ of ``(ids, tokens, offsets, scales)``, as ``store.stream_maxsim`` reads.
 
 import json
 import logging
+import mmap
 import os
 import uuid
 
@@ -154,7 +155,11 @@ def write(path, tag, batches, dim):
 class ScanFile(object):
     """A scan file opened for reading: :meth:`batches` reads its pages.
 
-    Open one with :func:`open_current`.
+    Open one with :func:`open_current`. The file is memory-mapped: a
+    batch's tokens are a read-only view of the operating system's page
+    cache (no copy), and the pages of a batch are unmapped from this
+    process once the next is asked for, so the memory a search holds
+    stays one batch, whatever the file's size.
     """
 
     def __init__(self, path, handle, header):
@@ -163,51 +168,55 @@ class ScanFile(object):
         self.dim = header["dim"]
         self.pages = header["pages"]
         self._sections = header["sections"]
-        # an open handle: the file read is this one even when a rebuild
-        # renames a newer one into place meanwhile
-        self._file = handle
         try:
-            self.offsets = self._read("offsets", np.int64)
-            start, size = self._sections["ids"]
-            self._file.seek(start)
-            text = self._file.read(size).decode("utf-8")
-            self.ids = text.split("\n") if self.pages else []
+            end = max(a + n for a, n in self._sections.values())
+            if os.fstat(handle.fileno()).st_size < end:
+                raise ValueError("%s is damaged: it is short" % path)
+            # mapped through this handle: the file read is this one even
+            # when a rebuild renames a newer one into place meanwhile
+            self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        finally:
+            handle.close()
+        try:
+            self._read_index()
         except Exception:
-            self._file.close()
+            self.close()
             raise
+
+    def _read_index(self):
+        path = self.path
+        self.offsets = self._view("offsets", np.int64).copy()
+        start, size = self._sections["ids"]
+        text = self._map[start : start + size].decode("utf-8")
+        self.ids = text.split("\n") if self.pages else []
         if len(self.offsets) != self.pages + 1 or len(self.ids) != self.pages:
-            self._file.close()
+            raise ValueError("%s is damaged: its counts disagree" % path)
+        self._tokens = self._view("tokens", DTYPES[self.dtype]).reshape(
+            -1, self.dim
+        )
+        self._scales = (
+            self._view("scales", np.float32) if self.dtype == "int8" else None
+        )
+        if len(self._tokens) != self.offsets[-1] or (
+            self._scales is not None and len(self._scales) != len(self._tokens)
+        ):
             raise ValueError("%s is damaged: its counts disagree" % path)
 
-    def _read(self, name, dtype, first=0, count=None):
+    def _view(self, name, dtype):
         start, size = self._sections[name]
-        itemsize = np.dtype(dtype).itemsize
-        if count is None:
-            count = size // itemsize - first
-        self._file.seek(start + first * itemsize)
-        out = np.fromfile(self._file, dtype=dtype, count=count)
-        if len(out) != count:
-            raise ValueError("%s is damaged: %s is short" % (self.path, name))
-        return out
+        count = size // np.dtype(dtype).itemsize
+        return np.frombuffer(self._map, dtype=dtype, count=count, offset=start)
 
     def batches(self, pages=256, allowed=None):
         """``(ids, tokens, offsets, scales)`` of ``pages`` pages at a time
-        (those whose id is in ``allowed``, a set, when given)."""
+        (those whose id is in ``allowed``, a set, when given); tokens and
+        scales are read-only views of the file."""
+        row_bytes = self.dim * self._tokens.itemsize
         for first in range(0, self.pages, pages):
             last = min(first + pages, self.pages)
             lo, hi = int(self.offsets[first]), int(self.offsets[last])
-            start = self._sections["tokens"][0]
-            itemsize = np.dtype(DTYPES[self.dtype]).itemsize
-            self._file.seek(start + lo * self.dim * itemsize)
-            tokens = np.fromfile(
-                self._file, dtype=DTYPES[self.dtype], count=(hi - lo) * self.dim
-            )
-            if len(tokens) != (hi - lo) * self.dim:
-                raise ValueError("%s is damaged: tokens are short" % self.path)
-            tokens = tokens.reshape(hi - lo, self.dim)
-            scales = None
-            if self.dtype == "int8":
-                scales = self._read("scales", np.float32, lo, hi - lo)
+            tokens = self._tokens[lo:hi]
+            scales = None if self._scales is None else self._scales[lo:hi]
             ids = self.ids[first:last]
             offsets = self.offsets[first : last + 1]
             if allowed is not None:
@@ -219,9 +228,29 @@ class ScanFile(object):
                         keep, ids, tokens, offsets, scales
                     )
             yield ids, tokens, offsets, scales
+            self._forget(
+                self._sections["tokens"][0] + lo * row_bytes,
+                (hi - lo) * row_bytes,
+            )
+
+    def _forget(self, start, size):
+        """Unmaps a read range from this process (the page cache keeps it;
+        a view touched again reads it back)."""
+        advise = getattr(self._map, "madvise", None)
+        flag = getattr(mmap, "MADV_DONTNEED", None)
+        if advise is None or flag is None or size <= 0:
+            return
+        first = start - start % mmap.PAGESIZE
+        advise(flag, first, start + size - first)
 
     def close(self):
-        self._file.close()
+        """Drops the map (it goes once no returned view is left)."""
+        self._tokens = self._scales = None
+        try:
+            self._map.close()
+        except BufferError:
+            # a caller still holds a batch: unmapped when it lets go
+            pass
 
 
 def _subset(keep, ids, tokens, offsets, scales):
@@ -273,7 +302,7 @@ def open_current(path, tag):
             handle.close()
             return None
         return ScanFile(path, handle, header)
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, TypeError) as e:
         handle.close()
         logger.warning("Rebuilding the scan file %s: %s", path, e)
         return None

@@ -66,14 +66,18 @@ def query_digits(query):
 
 
 def _int8_block_scores(block, digits, digit_scales, token_scales):
-    """``[m, n]`` float32 similarities of int8 ``block`` ``[m, dim]``
-    (its rows scaled by ``token_scales``) with the query whose two digits
-    are ``digits`` ``[dim, 2n]`` (see :func:`query_digits`)."""
-    n = digits.shape[1] // 2
-    acc = torch._int_mm(block, digits).float()
-    acc *= digit_scales
-    sim = acc[:, :n] + acc[:, n:]
-    sim *= token_scales.unsqueeze(1)
+    """``[n, m]`` float32 similarities (query tokens by rows) of int8
+    ``block`` ``[m, dim]`` (its rows scaled by ``token_scales``) with the
+    query whose two digits are ``digits`` ``[2n, dim]`` (see
+    :func:`query_digits`). Laid out query by token, every step after the
+    integer product runs over contiguous rows: fewer passes than token by
+    query (``benchmarks/bench_exhaustive.py``)."""
+    n = digits.shape[0] // 2
+    acc = torch._int_mm(digits, block.T).float()
+    acc *= digit_scales.unsqueeze(1)
+    sim = acc[:n]
+    sim += acc[n:]
+    sim *= token_scales
     return sim
 
 
@@ -113,7 +117,7 @@ def maxsim_flat(query_items, tokens, offsets, scales=None, chunk=CHUNK_TOKENS):
     integer = scales is not None and np.asarray(tokens[:0]).dtype == np.int8
     if integer:
         digits, digit_scales = query_digits(query.numpy())
-        digits = torch.from_numpy(np.ascontiguousarray(digits.T))
+        digits = torch.from_numpy(np.ascontiguousarray(digits))
         digit_scales = torch.from_numpy(digit_scales)
     best = np.empty((n_pages, len(query)), dtype=np.float32)
     with torch.no_grad(), warnings.catch_warnings():
@@ -137,11 +141,15 @@ def maxsim_flat(query_items, tokens, offsets, scales=None, chunk=CHUNK_TOKENS):
                 sim = _int8_block_scores(
                     block, digits, digit_scales, token_scales
                 )
-            else:
-                sim = block.float() @ query.T
-                if token_scales is not None:
-                    # <q, s * c> = s * <q, c>: scale after the matmul
-                    sim *= token_scales.unsqueeze(1)
+                best[start:stop] = np.maximum.reduceat(
+                    sim.numpy(), offsets[start:stop] - lo, axis=1
+                ).T
+                start = stop
+                continue
+            sim = block.float() @ query.T
+            if token_scales is not None:
+                # <q, s * c> = s * <q, c>: scale after the matmul
+                sim *= token_scales.unsqueeze(1)
             best[start:stop] = np.maximum.reduceat(
                 sim.numpy(), offsets[start:stop] - lo, axis=0
             )

@@ -116,3 +116,25 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
         scan_cache.write(path, "new", [(["a"], CODES[:1], [0, 1], None)], 2)
     assert os.listdir(tmp_path) == ["t.jina-scan"]
     assert scan_cache.read_header(path)["tag"] == "old"
+
+
+def test_a_short_file_is_rebuilt_and_batches_are_read_only(tmp_path):
+    path = str(tmp_path / "t.jina-scan")
+    scan_cache.write(path, "v1", BATCHES, dim=2)
+    scan = scan_cache.open_current(path, "v1")
+    try:
+        (_, tokens, _, scales), _ = list(scan.batches(pages=2))
+        # views of the mapped file: a search can never write into it
+        with pytest.raises(ValueError, match="read-only"):
+            tokens[0, 0] = 9
+        with pytest.raises(ValueError, match="read-only"):
+            scales[0] = 9
+    finally:
+        scan.close()
+    # a batch held past close() still reads the file's values
+    assert tokens.tolist() == CODES[:3].tolist()
+
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.truncate(size - 3)
+    assert scan_cache.open_current(path, "v1") is None
