@@ -56,6 +56,7 @@ OPTIONS = (
     "device",
     "vision_attention",
     "drop_padding_mask",
+    "fused_lora",
     "max_batch_tokens",
     "merge_lora",
     "pack_weights",
@@ -152,6 +153,9 @@ class JinaEmbeddingsV4Config(fout.TorchImageModelConfig):
         drop_padding_mask (True): run right-padded batches without a
             padding mask, so SDPA can use its mask-free kernels (exact:
             causal attention never lets a real token see the padding)
+        fused_lora (True): add the task LoRA's low-rank product into each
+            layer's output in one GEMM update (peft: three full-width
+            passes); the same sum rounded once
         max_batch_tokens (65536): padded tokens per forward pass at most;
             a FiftyOne batch of big pages is split to stay within it
             (None: no bound)
@@ -213,6 +217,7 @@ class JinaEmbeddingsV4Config(fout.TorchImageModelConfig):
         self.drop_padding_mask = self.parse_raw(
             d, "drop_padding_mask", default=True
         )
+        self.fused_lora = self.parse_raw(d, "fused_lora", default=True)
         self.max_batch_tokens = self.parse_raw(
             d, "max_batch_tokens", default=batching.DEFAULT_MAX_BATCH_TOKENS
         )
@@ -229,6 +234,7 @@ class JinaEmbeddingsV4Config(fout.TorchImageModelConfig):
             vision_attention=self.vision_attention,
             drop_padding_mask=self.drop_padding_mask,
             prefetch=True,
+            fused_lora=self.fused_lora,
         ).validate()
 
     def _validate(self):

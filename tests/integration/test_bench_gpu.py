@@ -141,3 +141,8 @@ def test_bench_cpu_tiny_run(tmp_path):
     # mask) against transformers' stock path with plain weights
     assert result["stock"]["max_cosine_distance"] <= 1e-3
     assert result["stored_vs_encoder"] > 0.9999
+    # both bf16 paths against a float32 encoder on the same page
+    reference = result["float32_reference"]
+    assert 0 < reference["stock"] <= 1e-3
+    assert 0 < reference["defaults"] <= 1e-3
+    assert "largest cosine distance from float32" in stdout

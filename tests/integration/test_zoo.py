@@ -108,6 +108,7 @@ def test_loads_from_zoo_folder(model):
         ({"taks": "retrieval"}, "Unknown option.*valid options are"),
         ({"vision_attention": "fast"}, "'packed', 'stock'"),
         ({"drop_padding_mask": "no"}, "drop_padding_mask must be True"),
+        ({"fused_lora": 1}, "fused_lora must be True or False"),
         ({"max_batch_tokens": 0}, "max_batch_tokens must be a positive"),
         ({"merge_lora": "yes"}, "merge_lora must be True or False"),
         ({"preprocess_in_loader": 1}, "preprocess_in_loader must be True"),
