@@ -16,7 +16,8 @@ default ``max_pixels``: 768 image tokens) from PIL images, as users call
   transformers' own path), of the new defaults, and of each optimisation
   alone: half precision and batching on top of the existing
   configuration; packed vision attention, no padding mask, the prefetch
-  thread and merged LoRA on top of the stock half-precision batch;
+  thread, the fused LoRA step and merged LoRA on top of the stock
+  half-precision batch;
 - MFU: the model's FLOPs per page (linear layers and attention, counted
   from the checkpoint's config; LoRA excluded) times pages/s over the
   device's dense bf16 peak (``--peak-tflops``; known for H100/H200/A100);
@@ -251,6 +252,7 @@ CONFIG_KEYS = (
     "packed",
     "nomask",
     "prefetch",
+    "fused",
     "merged",
     "defaults",
     "defaults-merged",
@@ -285,6 +287,10 @@ def configurations(half, batch, keys=CONFIG_KEYS):
         "prefetch": (
             "+ prefetch thread",
             half, batch, stock_with(prefetch=True), False, base,
+        ),
+        "fused": (
+            "+ fused LoRA step",
+            half, batch, stock_with(fused_lora=True), False, base,
         ),
         "merged": ("+ merged LoRA", half, batch, FastPaths.stock(), True, base),
         "defaults": ("defaults", half, batch, FastPaths(), False, base),

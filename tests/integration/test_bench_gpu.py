@@ -146,3 +146,15 @@ def test_bench_cpu_tiny_run(tmp_path):
     assert 0 < reference["stock"] <= 1e-3
     assert 0 < reference["defaults"] <= 1e-3
     assert "largest cosine distance from float32" in stdout
+
+
+def test_gpu_fast_path_check_refuses_a_cpu():
+    """benchmarks/check_gpu_fast_paths.py is for a lent GPU (the CPU has
+    the tests): on a CPU it says so and exits 2 before loading anything."""
+    done = subprocess.run(
+        [sys.executable, os.path.join(BENCH_DIR, "check_gpu_fast_paths.py"),
+         "--device", "cpu"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2
+    assert "for a CUDA device; the tests cover CPUs" in done.stderr
