@@ -164,7 +164,7 @@ def fallback(enc, images, checks, device):
                  "(%.2e)" % w)
     said = [m for m in handler.messages if "fast path failed" in m]
     checks.check("fallback: one warning naming the switches",
-                 len(said) == 1 and "fused_lora=False" in said[0],
+                 len(said) == 1 and "vision_attention='stock'" in said[0],
                  said[0][:300] if said else "(none)")
     checks.check("fallback: the device stays on the stock path",
                  jenc._FELL_BACK == {str(device)}

@@ -153,9 +153,10 @@ class JinaEmbeddingsV4Config(fout.TorchImageModelConfig):
         drop_padding_mask (True): run right-padded batches without a
             padding mask, so SDPA can use its mask-free kernels (exact:
             causal attention never lets a real token see the padding)
-        fused_lora (True): add the task LoRA's low-rank product into each
+        fused_lora (False): add the task LoRA's low-rank product into each
             layer's output in one GEMM update (peft: three full-width
-            passes); the same sum rounded once
+            passes); the same sum rounded once, but in bf16 on a CPU a
+            page's vectors then depend on the batch it ran in
         max_batch_tokens (65536): padded tokens per forward pass at most;
             a FiftyOne batch of big pages is split to stay within it
             (None: no bound)
@@ -217,7 +218,7 @@ class JinaEmbeddingsV4Config(fout.TorchImageModelConfig):
         self.drop_padding_mask = self.parse_raw(
             d, "drop_padding_mask", default=True
         )
-        self.fused_lora = self.parse_raw(d, "fused_lora", default=True)
+        self.fused_lora = self.parse_raw(d, "fused_lora", default=False)
         self.max_batch_tokens = self.parse_raw(
             d, "max_batch_tokens", default=batching.DEFAULT_MAX_BATCH_TOKENS
         )

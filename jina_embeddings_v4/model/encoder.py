@@ -99,15 +99,17 @@ class FastPaths:
             positions still come from the mask
         prefetch (True): prepare the next batch's images in a thread while
             the current batch runs
-        fused_lora (True): add each LoRA's low-rank product into its
+        fused_lora (False): add each LoRA's low-rank product into its
             layer's output in one GEMM update instead of peft's three
-            full-width passes (see ``fused_lora.py``)
+            full-width passes (see ``fused_lora.py``); off by default: in
+            bf16 on a CPU the update's rounding depends on how many rows
+            are in the pass, so a page's vectors would depend on its batch
     """
 
     vision_attention: str = "packed"
     drop_padding_mask: bool = True
     prefetch: bool = True
-    fused_lora: bool = True
+    fused_lora: bool = False
 
     @classmethod
     def stock(cls):

@@ -345,15 +345,17 @@ def test_fused_lora_in_bf16_within_1e3_of_peft_and_covers_every_lora(goldens):
         m for m in enc._peft_model.modules() if hasattr(m, "lora_A")
     ]
     assert len(enc._fused_lora.layers) == len(lora_layers) > 0
-    peft_paths = jenc.FastPaths(fused_lora=False)
+    peft_paths = jenc.FastPaths()
+    fused = jenc.FastPaths(fused_lora=True)
+    assert not peft_paths.fused_lora  # off by default
     kwargs = dict(task="retrieval", batch_size=3, return_multi=True)
     ref = enc.encode_images(images, fast_paths=peft_paths, **kwargs)
-    out = enc.encode_images(images, **kwargs)
+    out = enc.encode_images(images, fast_paths=fused, **kwargs)
     worst = _worst(out, ref)
     assert 0 < worst <= 1e-3
     texts = ["a", "an invoice from 2024"]
     ref = enc.encode_texts(texts, fast_paths=peft_paths, return_multi=True)
-    out = enc.encode_texts(texts, return_multi=True)
+    out = enc.encode_texts(texts, fast_paths=fused, return_multi=True)
     assert _worst(out, ref) <= 1e-3
 
 
