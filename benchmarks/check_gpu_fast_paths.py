@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bench_gpu import worst_distance as worst
 from jina_embeddings_v4.model import attention
 from jina_embeddings_v4.model import encoder as jenc
 from jina_embeddings_v4.testing.support import REPO_ROOT, TINY_SNAPSHOT
@@ -42,15 +43,6 @@ def distance(a, b):
     return 1 - np.sum(a * b, -1) / (
         np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
     )
-
-
-def worst(out, ref):
-    w = float(np.max(distance(out.single, ref.single)))
-    for a, b in zip(out.multi, ref.multi):
-        if a.shape != b.shape:
-            return float("inf")
-        w = max(w, float(np.max(distance(a, b))))
-    return w
 
 
 class Checks:
