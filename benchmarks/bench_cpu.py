@@ -47,10 +47,10 @@ import torch
 from _common import add_threads_option, busy_warning, isolate_fiftyone
 from _common import set_threads
 from bench_gpu import PAGE_SIZE, Split, make_pages, snapshot_for
-from bench_gpu import worst_distance
 from jina_embeddings_v4.model import encoder_cache
 from jina_embeddings_v4.model.encoder import FastPaths
 from jina_embeddings_v4.model.flops import page_flops
+from jina_embeddings_v4.testing.compare import worst_distance
 from jina_embeddings_v4.testing.support import install_source
 
 MODEL_NAME = "jinaai/jina-embeddings-v4"
@@ -99,27 +99,34 @@ def timed_run(dataset, model, encoder, batch_size, field):
 
 
 def stock_comparison(encoder, page):
-    """The defaults vs the stock path on one page: seconds and distance."""
+    """The defaults vs the stock path on one page: seconds and distance.
+    The encoder's weight packing is as it was afterwards."""
     rows = {}
-    for name, paths, packed in (
-        ("defaults", FastPaths(prefetch=False), encoder.pack_weights),
-        ("fused LoRA step", FastPaths(prefetch=False, fused_lora=True),
-         encoder.pack_weights),
-        ("stock", FastPaths.stock(), False),
-    ):
-        if encoder.pack_weights != packed:
-            encoder.set_pack_weights(packed)
-        start = time.perf_counter()
-        out = encoder.encode_images(
-            [page], batch_size=1, return_multi=True, fast_paths=paths
-        )
-        rows[name] = (time.perf_counter() - start, out)
+    default_packing = encoder.pack_weights
+    try:
+        for name, paths, packed in (
+            ("defaults", FastPaths(prefetch=False), default_packing),
+            ("fused LoRA step", FastPaths(prefetch=False, fused_lora=True),
+             default_packing),
+            ("stock", FastPaths.stock(), False),
+        ):
+            if encoder.pack_weights != packed:
+                encoder.set_pack_weights(packed)
+            start = time.perf_counter()
+            out = encoder.encode_images(
+                [page], batch_size=1, return_multi=True, fast_paths=paths
+            )
+            rows[name] = (time.perf_counter() - start, out)
+    finally:
+        if encoder.pack_weights != default_packing:
+            encoder.set_pack_weights(default_packing)
     distance = worst_distance(rows["defaults"][1], rows["stock"][1])
     return {
         "defaults_s": rows["defaults"][0],
         "fused_lora_s": rows["fused LoRA step"][0],
         "stock_s": rows["stock"][0],
         "max_cosine_distance": distance,
+        "weights_packed_after": encoder.pack_weights,
         "outputs": {name: row[1] for name, row in rows.items()},
     }
 

@@ -65,6 +65,7 @@ from jina_embeddings_v4.model.encoder import (
 from jina_embeddings_v4.model.flops import page_flops
 from jina_embeddings_v4.model.snapshot import missing_files
 from jina_embeddings_v4.testing import documents
+from jina_embeddings_v4.testing.compare import worst_distance
 from jina_embeddings_v4.testing.support import (
     TINY_SNAPSHOT,
     install_source,
@@ -211,23 +212,6 @@ def split_times(encoder, pages, batch, fast_paths):
         "lm_s": lm / n,
         "other_s": (wall - split.seconds["backbone"]) / n,
     }
-
-
-def worst_distance(out, ref):
-    """Largest cosine distance over single and multi vectors."""
-    def distance(a, b):
-        a = np.asarray(a, np.float64)
-        b = np.asarray(b, np.float64)
-        return 1 - np.sum(a * b, -1) / (
-            np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
-        )
-
-    worst = float(np.max(distance(out.single, ref.single)))
-    for a, b in zip(out.multi, ref.multi):
-        if a.shape != b.shape:
-            return float("inf")
-        worst = max(worst, float(np.max(distance(a, b))))
-    return worst
 
 
 def _vs(out, ref):

@@ -28,21 +28,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench_gpu import worst_distance as worst
 from jina_embeddings_v4.model import attention
 from jina_embeddings_v4.model import encoder as jenc
+from jina_embeddings_v4.testing.compare import cosine_distance as distance
+from jina_embeddings_v4.testing.compare import worst_distance as worst
 from jina_embeddings_v4.testing.support import REPO_ROOT, TINY_SNAPSHOT
 
 GOLDENS = os.path.join(REPO_ROOT, "tests", "data", "jina-v4-tiny-goldens")
 BOUND = {"float32": 1e-6, "bfloat16": 1e-3}
-
-
-def distance(a, b):
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
-    return 1 - np.sum(a * b, -1) / (
-        np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
-    )
 
 
 class Checks:

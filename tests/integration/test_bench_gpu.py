@@ -140,6 +140,8 @@ def test_bench_cpu_tiny_run(tmp_path):
     # the defaults (packed weights, packed vision attention, no padding
     # mask) against transformers' stock path with plain weights
     assert result["stock"]["max_cosine_distance"] <= 1e-3
+    # the stock row unpacks the weights; the comparison packs them again
+    assert result["stock"]["weights_packed_after"] is True
     assert result["stored_vs_encoder"] > 0.9999
     # both bf16 paths against a float32 encoder on the same page
     reference = result["float32_reference"]

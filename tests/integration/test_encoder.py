@@ -18,6 +18,7 @@ from conftest import GOLDENS_DIR, TINY_SNAPSHOT
 from jina_embeddings_v4.model import encoder as jenc
 from jina_embeddings_v4.model import snapshot as jsnap
 from jina_embeddings_v4.testing import tiny_checkpoint
+from jina_embeddings_v4.testing.compare import cosine_distance
 
 TASKS = ("retrieval", "text-matching", "code")
 MAX_COSINE_DISTANCE = 1e-6
@@ -33,14 +34,6 @@ def goldens():
 def _golden_image(meta_image):
     path = os.path.join(GOLDENS_DIR, meta_image["png"])
     return Image.open(path).convert("RGB")
-
-
-def _cosine_distance(a, b):
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    num = np.sum(a * b, axis=-1)
-    den = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
-    return 1.0 - num / den
 
 
 # -- reproduction of the official outputs ------------------------------
@@ -60,12 +53,12 @@ def test_texts_match_official_outputs(encoder, goldens, task, prompt_name):
             return_multi=True,
         )
         key = "text/%s/%s/%s" % (text["id"], golden_prompt, task)
-        assert _cosine_distance(out.single[0], z[key + "/single"]) <= (
+        assert cosine_distance(out.single[0], z[key + "/single"]) <= (
             MAX_COSINE_DISTANCE
         )
         golden_multi = z[key + "/multi"]
         assert out.multi[0].shape == golden_multi.shape
-        assert np.max(_cosine_distance(out.multi[0], golden_multi)) <= (
+        assert np.max(cosine_distance(out.multi[0], golden_multi)) <= (
             MAX_COSINE_DISTANCE
         )
         for dim in encoder.matryoshka_dims:
@@ -77,7 +70,7 @@ def test_texts_match_official_outputs(encoder, goldens, task, prompt_name):
             ).single[0]
             golden = z["%s/trunc%d" % (key, dim)]
             assert trunc.shape == (dim,)
-            assert _cosine_distance(trunc, golden) <= MAX_COSINE_DISTANCE
+            assert cosine_distance(trunc, golden) <= MAX_COSINE_DISTANCE
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -88,12 +81,12 @@ def test_images_match_official_outputs(encoder, goldens, task):
             [_golden_image(image)], task=task, return_multi=True
         )
         key = "image/%s/%s" % (image["id"], task)
-        assert _cosine_distance(out.single[0], z[key + "/single"]) <= (
+        assert cosine_distance(out.single[0], z[key + "/single"]) <= (
             MAX_COSINE_DISTANCE
         )
         assert out.multi[0].shape == z[key + "/multi"].shape
         assert (
-            np.max(_cosine_distance(out.multi[0], z[key + "/multi"]))
+            np.max(cosine_distance(out.multi[0], z[key + "/multi"]))
             <= MAX_COSINE_DISTANCE
         )
 
@@ -137,8 +130,8 @@ def test_image_single_vector_is_mean_over_vision_span(encoder, goldens):
         expected = hidden[i : j + 1].mean(axis=0)
         expected /= np.linalg.norm(expected)
         ours = encoder.encode_images([_golden_image(image)]).single[0]
-        assert _cosine_distance(ours, expected) <= MAX_COSINE_DISTANCE
-        wrong_distances.append(_cosine_distance(ours, hidden.mean(axis=0)))
+        assert cosine_distance(ours, expected) <= MAX_COSINE_DISTANCE
+        wrong_distances.append(cosine_distance(ours, hidden.mean(axis=0)))
 
     # pooling over every token instead is measurably different
     assert max(wrong_distances) > 1e-2
@@ -151,7 +144,7 @@ def test_text_single_vector_is_mean_over_all_tokens(encoder, goldens):
     expected /= np.linalg.norm(expected)
     text = [t for t in meta["texts"] if t["id"] == "code"][0]["text"]
     ours = encoder.encode_texts([text], task="code").single[0]
-    assert _cosine_distance(ours, expected) <= MAX_COSINE_DISTANCE
+    assert cosine_distance(ours, expected) <= MAX_COSINE_DISTANCE
 
 
 def test_shapes_and_unit_norms(encoder):
@@ -215,8 +208,8 @@ def test_tasks_differ_and_switching_back_restores(encoder):
         for t in ("text-matching", "code")
     ]
     for other in others:
-        assert _cosine_distance(first, other) > 1e-3
-    assert _cosine_distance(others[0], others[1]) > 1e-3
+        assert cosine_distance(first, other) > 1e-3
+    assert cosine_distance(others[0], others[1]) > 1e-3
     again = encoder.encode_images([img], task="retrieval").single[0]
     assert np.array_equal(first, again)
 
@@ -228,7 +221,7 @@ def test_prefixes(encoder):
     assert jenc.text_prefix("text-matching", "passage") == "Query: "
     q = encoder.encode_texts(["x"], task="retrieval", prompt_name="query")
     p = encoder.encode_texts(["x"], task="retrieval", prompt_name="passage")
-    assert _cosine_distance(q.single[0], p.single[0]) > 1e-4
+    assert cosine_distance(q.single[0], p.single[0]) > 1e-4
     tq = encoder.encode_texts(["x"], task="text-matching", prompt_name="query")
     tp = encoder.encode_texts(
         ["x"], task="text-matching", prompt_name="passage"
@@ -261,12 +254,12 @@ def test_batch_and_order_invariance(encoder):
         images[::-1], batch_size=2, return_multi=True
     )
     for i in range(len(images)):
-        assert _cosine_distance(alone[i].single[0], batched.single[i]) < 1e-4
+        assert cosine_distance(alone[i].single[0], batched.single[i]) < 1e-4
         j = len(images) - 1 - i
-        assert _cosine_distance(alone[i].single[0], reverse.single[j]) < 1e-4
+        assert cosine_distance(alone[i].single[0], reverse.single[j]) < 1e-4
         assert batched.multi[i].shape == alone[i].multi[0].shape
         assert (
-            np.max(_cosine_distance(batched.multi[i], alone[i].multi[0]))
+            np.max(cosine_distance(batched.multi[i], alone[i].multi[0]))
             < 1e-4
         )
 
@@ -274,7 +267,7 @@ def test_batch_and_order_invariance(encoder):
     alone = [encoder.encode_texts([t]).single[0] for t in texts]
     batched = encoder.encode_texts(texts, batch_size=4).single
     for a, b in zip(alone, batched):
-        assert _cosine_distance(a, b) < 1e-4
+        assert cosine_distance(a, b) < 1e-4
 
 
 def test_batches_are_sorted_by_length(encoder):
@@ -447,4 +440,4 @@ def test_written_checkpoint_loads_like_a_download(tmp_path):
         assert np.allclose(va, vb, atol=1e-6)
     r = a.encode_texts(["x"], task="retrieval").single[0]
     c = a.encode_texts(["x"], task="code").single[0]
-    assert _cosine_distance(r, c) > 1e-3
+    assert cosine_distance(r, c) > 1e-3

@@ -16,6 +16,7 @@ from conftest import GOLDENS_DIR, TINY_SNAPSHOT
 from jina_embeddings_v4.model import attention
 from jina_embeddings_v4.model import batching
 from jina_embeddings_v4.model import encoder as jenc
+from jina_embeddings_v4.testing.compare import cosine_distance, worst_distance
 
 TASKS = ("retrieval", "text-matching", "code")
 
@@ -29,23 +30,6 @@ def goldens():
         for m in meta["images"]
     ]
     return meta, np.load(os.path.join(GOLDENS_DIR, "goldens.npz")), images
-
-
-def _distance(a, b):
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
-    return 1 - np.sum(a * b, -1) / (
-        np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
-    )
-
-
-def _worst(out, ref):
-    """The largest cosine distance over single and multi vectors."""
-    worst = float(np.max(_distance(out.single, ref.single)))
-    for a, b in zip(out.multi, ref.multi):
-        assert a.shape == b.shape
-        worst = max(worst, float(np.max(_distance(a, b))))
-    return worst
 
 
 # -- pure pieces -------------------------------------------------------------
@@ -116,8 +100,8 @@ def test_defaults_reproduce_goldens_in_mixed_batches(encoder, goldens, task):
     )
     for i, image in enumerate(meta["images"]):
         key = "image/%s/%s" % (image["id"], task)
-        assert _distance(out.single[i], z[key + "/single"]) <= 1e-6
-        assert np.max(_distance(out.multi[i], z[key + "/multi"])) <= 1e-6
+        assert cosine_distance(out.single[i], z[key + "/single"]) <= 1e-6
+        assert np.max(cosine_distance(out.multi[i], z[key + "/multi"])) <= 1e-6
 
     golden_prompt = "query"
     texts = [t["text"] for t in meta["texts"]]
@@ -126,8 +110,8 @@ def test_defaults_reproduce_goldens_in_mixed_batches(encoder, goldens, task):
     )
     for i, text in enumerate(meta["texts"]):
         key = "text/%s/%s/%s" % (text["id"], golden_prompt, task)
-        assert _distance(out.single[i], z[key + "/single"]) <= 1e-6
-        assert np.max(_distance(out.multi[i], z[key + "/multi"])) <= 1e-6
+        assert cosine_distance(out.single[i], z[key + "/single"]) <= 1e-6
+        assert np.max(cosine_distance(out.multi[i], z[key + "/multi"])) <= 1e-6
 
 
 # -- each fast path alone equals the stock path on the same batch ---------------
@@ -150,12 +134,12 @@ def test_each_fast_path_equals_stock(encoder, goldens, fast):
     kwargs = dict(task="retrieval", batch_size=3, return_multi=True)
     ref = encoder.encode_images(images, fast_paths=stock, **kwargs)
     out = encoder.encode_images(images, fast_paths=fast, **kwargs)
-    assert _worst(out, ref) <= 1e-6
+    assert worst_distance(out, ref) <= 1e-6
 
     texts = ["a", "an invoice from 2024", "ein Vertrag " * 20]
     ref = encoder.encode_texts(texts, fast_paths=stock, return_multi=True)
     out = encoder.encode_texts(texts, fast_paths=fast, return_multi=True)
-    assert _worst(out, ref) <= 1e-6
+    assert worst_distance(out, ref) <= 1e-6
 
 
 def test_token_budget_splits_batches_without_changing_vectors(
@@ -177,7 +161,7 @@ def test_token_budget_splits_batches_without_changing_vectors(
     assert encoder.forward_calls - calls == len(
         batching.plan_batches(tokens, 6, budget)
     ) > 1
-    assert _worst(out, ref) <= 1e-6
+    assert worst_distance(out, ref) <= 1e-6
 
 
 def test_cpu_token_budget_holds_whatever_the_caller_passes(encoder, goldens):
@@ -202,7 +186,7 @@ def test_cpu_token_budget_holds_whatever_the_caller_passes(encoder, goldens):
         assert capped.forward_calls - calls == len(passes) > 1
         assert all(len(b) * max(tokens[i] for i in b) <= 1024
                    or len(b) == 1 for b in passes)
-        assert _worst(out, ref) <= 1e-6
+        assert worst_distance(out, ref) <= 1e-6
 
     with pytest.raises(ValueError, match="cpu_max_batch_tokens"):
         jenc.JinaV4Encoder(TINY_SNAPSHOT, device="cpu", cpu_max_batch_tokens=0)
@@ -257,7 +241,7 @@ def test_packed_weights_are_bit_equal_and_one_copy(goldens):
     for a, b in zip(unmerged_packed, run()):
         assert _all_arrays_equal(a, b)
     for a, b in zip(unmerged_packed, plain):
-        assert _worst(a, b) <= 1e-3
+        assert worst_distance(a, b) <= 1e-3
 
 
 def test_pack_weights_where_unsupported_is_refused(encoder):
@@ -297,7 +281,7 @@ def test_merged_lora_float32_equals_unmerged_and_switches_tasks(
         ref = encoder.encode_images(images[:3], task=task, return_multi=True)
         out = merged.encode_images(images[:3], task=task, return_multi=True)
         assert merged._merged_task == task
-        assert _worst(out, ref) <= 1e-6
+        assert worst_distance(out, ref) <= 1e-6
 
 
 def test_set_merge_lora_unmerges_and_merges_again(encoder, merged, goldens):
@@ -307,10 +291,10 @@ def test_set_merge_lora_unmerges_and_merges_again(encoder, merged, goldens):
     assert merged._merged_task == "retrieval"
     merged.set_merge_lora(False)
     assert merged._merged_task is None
-    assert _worst(merged.encode_images(images[:2], return_multi=True), ref) <= 1e-6
+    assert worst_distance(merged.encode_images(images[:2], return_multi=True), ref) <= 1e-6
     assert merged._merged_task is None
     merged.set_merge_lora(True)
-    assert _worst(merged.encode_images(images[:2], return_multi=True), ref) <= 1e-6
+    assert worst_distance(merged.encode_images(images[:2], return_multi=True), ref) <= 1e-6
     assert merged._merged_task == "retrieval"
     with pytest.raises(ValueError, match="merge_lora"):
         merged.set_merge_lora(1)
@@ -328,12 +312,12 @@ def test_bf16_defaults_and_merged_lora_within_1e3_of_goldens(goldens):
             )
             for i, image in enumerate(meta["images"]):
                 key = "image/%s/%s" % (image["id"], task)
-                assert _distance(out.single[i], z[key + "/single"]) <= 1e-3
+                assert cosine_distance(out.single[i], z[key + "/single"]) <= 1e-3
             texts = [t["text"] for t in meta["texts"]]
             out = enc.encode_texts(texts, task=task, batch_size=8)
             for i, text in enumerate(meta["texts"]):
                 key = "text/%s/query/%s" % (text["id"], task)
-                assert _distance(out.single[i], z[key + "/single"]) <= 1e-3
+                assert cosine_distance(out.single[i], z[key + "/single"]) <= 1e-3
 
 
 def test_fused_lora_in_bf16_within_1e3_of_peft_and_covers_every_lora(goldens):
@@ -351,12 +335,12 @@ def test_fused_lora_in_bf16_within_1e3_of_peft_and_covers_every_lora(goldens):
     kwargs = dict(task="retrieval", batch_size=3, return_multi=True)
     ref = enc.encode_images(images, fast_paths=peft_paths, **kwargs)
     out = enc.encode_images(images, fast_paths=fused, **kwargs)
-    worst = _worst(out, ref)
+    worst = worst_distance(out, ref)
     assert 0 < worst <= 1e-3
     texts = ["a", "an invoice from 2024"]
     ref = enc.encode_texts(texts, fast_paths=peft_paths, return_multi=True)
     out = enc.encode_texts(texts, fast_paths=fused, return_multi=True)
-    assert _worst(out, ref) <= 1e-3
+    assert worst_distance(out, ref) <= 1e-3
 
 
 # -- a fast path that fails on the hardware ---------------------------------
@@ -386,8 +370,8 @@ def test_a_failing_fast_path_falls_back_to_stock_once(
         first = encoder.encode_images(images[:2], return_multi=True)
         second = encoder.encode_images(images[:2], return_multi=True)
 
-    assert _worst(first, stock) <= 1e-6
-    assert _worst(second, stock) <= 1e-6
+    assert worst_distance(first, stock) <= 1e-6
+    assert worst_distance(second, stock) <= 1e-6
     warnings = [r.getMessage() for r in caplog.records
                 if "fast path failed" in r.getMessage()]
     assert len(warnings) == 1, warnings
