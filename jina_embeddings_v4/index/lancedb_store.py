@@ -304,13 +304,19 @@ class LanceDBStore(object):
         of a version just superseded keep working), indexes the sample
         ids, and from
         ``ANN_MIN_ROWS`` rows on gives the single vectors an IVF_FLAT index
-        for the first stage."""
-        table = self.table
-        if table is None:
+        for the first stage. Each step runs again on the latest version
+        when a concurrent writer wins the commit or cleans up its files."""
+        if self.table is None:
             return
 
-        self._optimize(table)
+        self._optimize()
+        self._index()
 
+    @retried_commit
+    def _index(self):
+        """Indexes what ``finalize`` indexes, where not yet indexed (so a
+        retry after a lost commit race does only what is left)."""
+        table = self.table
         names = " ".join(i.name for i in table.list_indices())
         if _ID not in names:
             from lancedb.index import BTree
@@ -390,7 +396,7 @@ class LanceDBStore(object):
         return out[_ID].to_pylist(), [float(s) for s in out["_score"].to_pylist()]
 
     @retried_commit
-    def _optimize(self, table):
+    def _optimize(self):
         table = self.table
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*cleanup_older_than")
