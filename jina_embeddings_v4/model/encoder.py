@@ -34,7 +34,7 @@ from transformers.models.qwen2_vl.image_processing_qwen2_vl import (
 
 from . import attention as vision_attention
 from . import batching
-from . import fused_lora, packed_linear
+from . import exact_unmerge, fused_lora, packed_linear
 from ..io import image_inputs
 from .batching import DEFAULT_MAX_BATCH_TOKENS, PreparedImage
 from .snapshot import INDEX_FILE, SINGLE_WEIGHTS_FILE, SnapshotError
@@ -396,9 +396,11 @@ class JinaV4Encoder:
             package is installed and the model runs in half precision on
             CUDA, else SDPA
         merge_lora (False): merge the active task's LoRA into the weights
-            (fewer, larger matmuls); switching task unmerges first. In
-            half precision the merged weights round differently (see the
-            README for the measured distance)
+            (fewer, larger matmuls); switching task unmerges first, by
+            reading the base weights back from the snapshot (exact: no
+            drift however often tasks switch; see ``exact_unmerge.py``).
+            In half precision the merged weights round differently (see
+            the README for the measured distance)
         pack_weights (None): keep the linear layers' weights packed for
             oneDNN (bit-equal outputs; the per-call weight reorder is gone;
             see ``packed_linear.py``); None: on a CPU in bf16, where it is
@@ -689,8 +691,7 @@ class JinaV4Encoder:
         with self._lock:
             if not merge_lora and self._merged_task is not None:
                 with self._packed.unpacked():
-                    self._peft_model.unmerge_adapter()
-                self._merged_task = None
+                    self._unmerge()
             self.merge_lora = merge_lora
 
     def set_pack_weights(self, pack_weights):
@@ -1224,13 +1225,24 @@ class JinaV4Encoder:
             else contextlib.nullcontext()
         ):
             if self._merged_task is not None:
-                self._peft_model.unmerge_adapter()
-                self._merged_task = None
+                self._unmerge()
             self._peft_model.set_adapter(task)
             self._active_task = task
             if self.merge_lora:
                 self._peft_model.merge_adapter()
                 self._merged_task = task
+
+    def _unmerge(self):
+        """Unmerges the merged task's LoRA, base weights read back from
+        the snapshot (exact; see ``exact_unmerge.py``)."""
+        restored, subtracted = exact_unmerge.unmerge(
+            self._peft_model, self.snapshot_dir
+        )
+        logger.debug(
+            "Unmerged %s: %d layers read back, %d subtracted",
+            self._merged_task, restored, subtracted,
+        )
+        self._merged_task = None
 
     def _set_vision_attention(self, choice):
         config = self._modules.model.visual.config

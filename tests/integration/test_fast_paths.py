@@ -4,6 +4,7 @@ in batches that mix page sizes (float32 at 1e-6, bf16 at 1e-3)."""
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from conftest import GOLDENS_DIR, TINY_SNAPSHOT
 from jina_embeddings_v4.model import attention
 from jina_embeddings_v4.model import batching
 from jina_embeddings_v4.model import encoder as jenc
+from jina_embeddings_v4.model import exact_unmerge
 from jina_embeddings_v4.testing.compare import cosine_distance, worst_distance
 
 TASKS = ("retrieval", "text-matching", "code")
@@ -236,12 +238,81 @@ def test_packed_weights_are_bit_equal_and_one_copy(goldens):
     assert enc._packed.packed and enc._merged_task is None
     unmerged_packed = run()
     enc.set_pack_weights(False)
-    # (unmerging in bf16 does not give back the very weights it started
-    # from: peft subtracts the rounded delta; so compare like with like)
     for a, b in zip(unmerged_packed, run()):
         assert _all_arrays_equal(a, b)
+    # unmerging reads the base weights back from the snapshot: the very
+    # weights it started from
     for a, b in zip(unmerged_packed, plain):
-        assert worst_distance(a, b) <= 1e-3
+        assert _all_arrays_equal(a, b)
+
+
+def test_task_switches_of_a_merged_bf16_encoder_leave_no_drift(goldens, caplog):
+    """peft unmerges by subtracting the rounded delta, so in bf16 every
+    task switch of a merged encoder moved its weights; the base weights
+    are read back from the snapshot instead. After many switches the
+    merged outputs equal the first ones bit for bit, and unmerged, the
+    weights and outputs equal a fresh encoder's."""
+    _, _, images = goldens
+    fresh = jenc.JinaV4Encoder(
+        TINY_SNAPSHOT, device="cpu", dtype="bfloat16", pack_weights=False
+    )
+    plain = fresh.encode_images(images[:3], return_multi=True)
+    enc = jenc.JinaV4Encoder(
+        TINY_SNAPSHOT, device="cpu", dtype="bfloat16", merge_lora=True,
+        pack_weights=False,
+    )
+    layers = list(exact_unmerge._lora_layers(enc._peft_model))
+    assert len(layers) > 10
+    tensors = exact_unmerge.SnapshotTensors(TINY_SNAPSHOT)
+    for name, module in layers:
+        key = exact_unmerge.checkpoint_key(name)
+        weight = module.get_base_layer().weight
+        assert tuple(tensors.get(key).shape) == tuple(weight.shape), name
+
+    first = enc.encode_images(images[:3], return_multi=True)
+    assert not _all_arrays_equal(first, plain)
+    with caplog.at_level("WARNING"):
+        for _ in range(5):
+            enc.encode_texts(["a page"], task="text-matching")
+            enc.encode_texts(["a page"], task="code")
+        assert _all_arrays_equal(
+            enc.encode_images(images[:3], return_multi=True), first
+        )
+        enc.set_merge_lora(False)
+    assert "subtraction" not in caplog.text
+    assert _all_arrays_equal(
+        enc.encode_images(images[:3], return_multi=True), plain
+    )
+    theirs = dict(fresh._peft_model.named_parameters())
+    for name, p in enc._peft_model.named_parameters():
+        assert torch.equal(p, theirs[name]), name
+
+
+def test_unmerging_without_the_snapshot_subtracts_and_warns(
+    goldens, tmp_path, caplog
+):
+    """When the weight files are gone after the load, a task switch still
+    unmerges, by peft's subtraction: the vectors come back within bf16's
+    tolerance but not bit for bit, and a warning says why and what to
+    do."""
+    _, _, images = goldens
+    snapshot = str(tmp_path / "snapshot")
+    shutil.copytree(TINY_SNAPSHOT, snapshot)
+    enc = jenc.JinaV4Encoder(
+        snapshot, device="cpu", dtype="bfloat16", merge_lora=True
+    )
+    first = enc.encode_images(images[:3], return_multi=True)
+    for name in os.listdir(snapshot):
+        if name.endswith(".safetensors"):
+            os.remove(os.path.join(snapshot, name))
+    with caplog.at_level("WARNING"):
+        enc.encode_texts(["a page"], task="code")
+        again = enc.encode_images(images[:3], return_multi=True)
+    assert enc._merged_task == "retrieval"
+    assert "unmerged by subtraction" in caplog.text
+    assert "Keep the snapshot in place, or use merge_lora=False" in caplog.text
+    assert not _all_arrays_equal(again, first)
+    assert worst_distance(again, first) <= 1e-3
 
 
 def test_pack_weights_where_unsupported_is_refused(encoder):

@@ -1,0 +1,57 @@
+"""Where an exact unmerge reads a layer's base weight from, by hand."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from jina_embeddings_v4.model import exact_unmerge as xu
+
+
+@pytest.mark.parametrize(
+    "peft_name, key",
+    [
+        ("base_model.model.model.language_model.layers.3.self_attn.q_proj",
+         "model.layers.3.self_attn.q_proj.weight"),
+        ("base_model.model.model.visual.blocks.0.attn.proj",
+         "visual.blocks.0.attn.proj.weight"),
+        ("base_model.model.multi_vector_projector",
+         "multi_vector_projector.weight"),
+        # names the checkpoint layout does not have
+        ("base_model.model.model.lm_head", None),
+        ("model.language_model.layers.0.mlp.up_proj", None),
+    ],
+)
+def test_checkpoint_key_by_hand(peft_name, key):
+    assert xu.checkpoint_key(peft_name) == key
+
+
+def test_snapshot_tensors_in_one_file_and_in_shards(tmp_path):
+    a = torch.arange(6, dtype=torch.bfloat16).reshape(2, 3)
+    b = torch.ones(4, dtype=torch.float32)
+
+    single = tmp_path / "single"
+    single.mkdir()
+    save_file({"x.weight": a, "y.weight": b}, str(single / "model.safetensors"))
+
+    sharded = tmp_path / "sharded"
+    sharded.mkdir()
+    save_file({"x.weight": a}, str(sharded / "part-1.safetensors"))
+    save_file({"y.weight": b}, str(sharded / "part-2.safetensors"))
+    with open(sharded / "model.safetensors.index.json", "w") as f:
+        json.dump({"weight_map": {"x.weight": "part-1.safetensors",
+                                  "y.weight": "part-2.safetensors"}}, f)
+
+    for folder in (single, sharded):
+        tensors = xu.SnapshotTensors(str(folder))
+        assert torch.equal(tensors.get("x.weight"), a)
+        assert tensors.get("x.weight").dtype == torch.bfloat16
+        assert torch.equal(tensors.get("y.weight"), b)
+        with pytest.raises(KeyError, match="z.weight"):
+            tensors.get("z.weight")
+        tensors.close()
+
+    (single / "model.safetensors").unlink()
+    with pytest.raises(OSError):
+        xu.SnapshotTensors(str(single)).get("x.weight")
