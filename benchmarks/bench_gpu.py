@@ -17,7 +17,8 @@ default ``max_pixels``: 768 image tokens) from PIL images, as users call
   alone: half precision and batching on top of the existing
   configuration; packed vision attention, no padding mask, the prefetch
   thread, the fused LoRA step and merged LoRA on top of the stock
-  half-precision batch;
+  half-precision batch (the stock rows run with plain weights; on a CPU
+  in bf16 the defaults' weights are packed for oneDNN);
 - MFU: the model's FLOPs per page (linear layers and attention, counted
   from the checkpoint's config; LoRA excluded) times pages/s over the
   device's dense bf16 peak (``--peak-tflops``; known for H100/H200/A100);
@@ -244,8 +245,10 @@ CONFIG_KEYS = (
 
 
 def configurations(half, batch, keys=CONFIG_KEYS):
-    """(name, dtype, batch, FastPaths, merge_lora, baseline name), for the
-    ``keys`` of :data:`CONFIG_KEYS`."""
+    """(name, dtype, batch, FastPaths, merge_lora, baseline name, packed),
+    for the ``keys`` of :data:`CONFIG_KEYS`; ``packed``: the encoder's
+    default weight packing (True: oneDNN-packed on a CPU in bf16) or plain
+    weights, as the stock path has (False)."""
     f32 = torch.float32
     existing = "existing: float32 b1 stock"
     base = "stock %s b%d" % (_dtype_name(half), batch)
@@ -282,7 +285,17 @@ def configurations(half, batch, keys=CONFIG_KEYS):
             "defaults + merged LoRA", half, batch, FastPaths(), True, base,
         ),
     }
-    return [table[k] for k in CONFIG_KEYS if k in keys]
+    defaults = ("defaults", "defaults-merged")
+    return [table[k] + (k in defaults,) for k in CONFIG_KEYS if k in keys]
+
+
+def use(encoder, merge, packed, default_packing):
+    """Sets the encoder up for one configuration: LoRA merged or not,
+    weights packed as by default (``packed``) or plain."""
+    encoder.set_merge_lora(merge)
+    want = default_packing if packed else False
+    if encoder.pack_weights != want:
+        encoder.set_pack_weights(want)
 
 
 def _dtype_name(dtype):
@@ -345,7 +358,8 @@ def measure_encoder(args, snapshot, device, half):
         group = by_dtype[dtype]
         slow = dtype == torch.float32 and device.type == "cuda"
         items = slow_pages if slow else pages
-        encoder.set_merge_lora(False)
+        default_packing = encoder.pack_weights
+        use(encoder, False, False, default_packing)
         stock_ref = None
         if not args.no_equality:
             stock_ref = encoder.encode_images(
@@ -384,8 +398,8 @@ def measure_encoder(args, snapshot, device, half):
                     "vs_float32": _vs(stock_ref, f32_ref),
                 }
             )
-        for name, _, batch, paths, merge, base in group:
-            encoder.set_merge_lora(merge)
+        for name, _, batch, paths, merge, base, packed in group:
+            use(encoder, merge, packed, default_packing)
             # warm-up, and equality with the stock path of this dtype on
             # one batch of mixed pages
             if not args.equality_only:
@@ -416,6 +430,7 @@ def measure_encoder(args, snapshot, device, half):
                 "baseline": base,
                 "fast_paths": vars(paths).copy(),
                 "merge_lora": merge,
+                "packed_weights": encoder.pack_weights,
             }
 
         # timed runs interleaved over the configurations, best kept, so
@@ -426,8 +441,8 @@ def measure_encoder(args, snapshot, device, half):
             free(encoder)
             continue
         for _ in range(args.repeats):
-            for name, _, batch, paths, merge, _ in group:
-                encoder.set_merge_lora(merge)
+            for name, _, batch, paths, merge, _, packed in group:
+                use(encoder, merge, packed, default_packing)
                 seconds, peak = time_once(encoder, items, batch, paths)
                 row = rows[name]
                 row["seconds"] = min(row["seconds"], seconds)
@@ -439,11 +454,11 @@ def measure_encoder(args, snapshot, device, half):
             print("  %-30s %8.2f pages/s" % (name, row["pages_per_s"]))
 
         if dtype == half and not args.no_split:
-            encoder.set_merge_lora(False)
-            for name, paths in (
-                ("stock", FastPaths.stock()),
-                ("defaults", FastPaths()),
+            for name, paths, packed in (
+                ("stock", FastPaths.stock(), False),
+                ("defaults", FastPaths(), True),
             ):
+                use(encoder, False, packed, default_packing)
                 split[name] = split_times(
                     encoder, pages, args.batch_size, paths
                 )

@@ -119,6 +119,16 @@ def test_tiny_run_on_cpu(tmp_path):
     }
     assert all(r["pages_per_s"] > 0 for r in result["rows"].values())
     assert result["flops"]["patches"] == 3072
+    # the stock rows with plain weights; the defaults' packed for oneDNN
+    # (a CPU in bf16), as the zoo model runs them
+    packed = {n: r["packed_weights"] for n, r in result["rows"].items()}
+    assert packed == {
+        "existing: float32 b1 stock": False,
+        "stock bfloat16 b2": False,
+        "+ packed vision attention": False,
+        "+ no padding mask": False,
+        "defaults": True,
+    }
 
 
 def test_bench_cpu_tiny_run(tmp_path):
