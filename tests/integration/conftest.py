@@ -14,8 +14,10 @@ it down in the middle of the run.
 import atexit
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import textwrap
 
 import pytest
 
@@ -37,6 +39,11 @@ __all__ = [
     "TINY_SNAPSHOT",
     "ZOO_PACKAGE",
     "install_source",
+    "new_dataset",
+    "ranking",
+    "run_python",
+    "slow_shard_script",
+    "store_kwargs",
 ]
 
 DATA_DIR = os.path.join(REPO_ROOT, "tests", "data")
@@ -83,3 +90,88 @@ def zoo_source():
     """The source installed in FIFTYONE_MODEL_ZOO_DIR with the tiny weights,
     as a user's zoo folder looks after download."""
     return install_source(os.environ["FIFTYONE_MODEL_ZOO_DIR"])
+
+
+# -- helpers the test modules share --------------------------------------
+
+
+def run_python(script, timeout=300, **env):
+    """Runs ``script`` (dedented) in a fresh interpreter with this
+    environment plus ``env``; asserts it exits 0 and returns its stdout."""
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ, **env),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def store_kwargs(store, folder):
+    """``compute_similarity`` kwargs of a ``jina_multivector`` index in
+    ``folder`` on ``store`` ("lancedb" or "qdrant" local mode)."""
+    if store == "lancedb":
+        return {"store": "lancedb", "uri": os.path.join(folder, "lance")}
+    return {"store": "qdrant", "path": os.path.join(folder, "qdrant")}
+
+
+def new_dataset(pages, name):
+    """A persistent dataset ``name`` (replacing one of that name) of the
+    pages written by ``documents.write_dataset_images``."""
+    import fiftyone as fo
+
+    ds = fo.Dataset(name, overwrite=True)
+    ds.persistent = True
+    ds.add_samples([fo.Sample(filepath=p["filepath"]) for p in pages])
+    return ds
+
+
+def ranking(scores, reverse=False):
+    """The keys of ``scores`` (id: score), best first (worst first with
+    ``reverse``)."""
+    return sorted(scores, key=lambda i: scores[i], reverse=not reverse)
+
+
+# A shard process as `jina-v4 embed-shard` runs it, with two hooks: once
+# its model is loaded it touches `ready` and waits for `go` (so two shards
+# reach their first write at the same moment), and each call of the zoo
+# model's METHOD takes `delay` seconds longer (so a kill lands half way,
+# and two runs overlap). Arguments: ready go delay embed-shard-args...
+_SLOW_SHARD = r"""
+import os, sys, time
+
+ready, go, delay = sys.argv[1], sys.argv[2], float(sys.argv[3])
+
+import fiftyone.zoo as foz
+from jina_embeddings_v4.cli import main
+from jina_embeddings_v4.fiftyone import zoo
+
+load_zoo_model = foz.load_zoo_model
+
+def load_then_wait(*args, **kwargs):
+    model = load_zoo_model(*args, **kwargs)
+    open(ready, "w").close()
+    while not os.path.exists(go):
+        time.sleep(0.005)
+    return model
+
+embed = zoo.JinaEmbeddingsV4.METHOD
+
+def slow_embed(self, images):
+    time.sleep(delay)
+    return embed(self, images)
+
+foz.load_zoo_model = load_then_wait
+zoo.JinaEmbeddingsV4.METHOD = slow_embed
+sys.exit(main(["embed-shard"] + sys.argv[4:]))
+"""
+
+
+def slow_shard_script(method):
+    """The slow shard process's code, slowing the zoo model's ``method``
+    (a method taking a list of images)."""
+    if not method.isidentifier():
+        raise ValueError("not a method name: %r" % (method,))
+    return _SLOW_SHARD.replace("METHOD", method)

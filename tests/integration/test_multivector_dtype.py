@@ -10,18 +10,20 @@ single vectors of an int8 index are float16 too.
 
 import os
 import shutil
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
 
-from conftest import MODEL_NAME
+from conftest import (
+    MODEL_NAME,
+    new_dataset,
+    ranking,
+    run_python,
+    store_kwargs,
+)
 
 from jina_embeddings_v4.testing import documents
 
-import fiftyone as fo  # noqa: E402
 import fiftyone.brain as fob  # noqa: E402
 import fiftyone.zoo as foz  # noqa: E402
 
@@ -42,20 +44,12 @@ def pages(tmp_root):
     )
 
 
-def _store_kwargs(store, folder):
-    if store == "lancedb":
-        return {"store": "lancedb", "uri": os.path.join(folder, "lance")}
-    return {"store": "qdrant", "path": os.path.join(folder, "qdrant")}
-
-
 @pytest.fixture(scope="module", params=["lancedb", "qdrant"])
 def built(request, pages, model, tmp_root):
     store = request.param
     folder = os.path.join(tmp_root, "dtype-" + store)
     shutil.rmtree(folder, ignore_errors=True)
-    ds = fo.Dataset("jina-dtype-" + store, overwrite=True)
-    ds.persistent = True
-    ds.add_samples([fo.Sample(filepath=p["filepath"]) for p in pages])
+    ds = new_dataset(pages, "jina-dtype-" + store)
     index = fob.compute_similarity(
         ds,
         model=MODEL_NAME,
@@ -65,7 +59,7 @@ def built(request, pages, model, tmp_root):
         oversample=None,
         multivector_dtype="int8",
         batch_size=4,
-        **_store_kwargs(store, folder),
+        **store_kwargs(store, folder),
     )
     yield ds, index
     ds.delete()
@@ -89,10 +83,6 @@ def _float32_scores(model, ds, text):
     return out
 
 
-def _ranking(scores, reverse=False):
-    return sorted(scores, key=lambda i: scores[i], reverse=not reverse)
-
-
 def test_int8_ranks_as_float32_exhaustive_maxsim(built, model):
     ds, index = built
     assert index.config.multivector_dtype == "int8"
@@ -102,13 +92,13 @@ def test_int8_ranks_as_float32_exhaustive_maxsim(built, model):
         view = ds.sort_by_similarity(
             text, k=None, brain_key="i8", dist_field="maxsim"
         )
-        assert view.values("id") == _ranking(scores)
+        assert view.values("id") == ranking(scores)
         got = dict(zip(*view.values(["id", "maxsim"])))
         # a query of ~10 tokens, each off by at most half a step per entry
         errors = [abs(got[i] - scores[i]) for i in scores]
         assert max(errors) < 0.05
         least = index.sort_by_similarity(text, k=3, reverse=True)
-        assert least.values("id") == _ranking(scores, reverse=True)[:3]
+        assert least.values("id") == ranking(scores, reverse=True)[:3]
 
     # stored multi vectors come back dequantized, close to float32
     first = ds.first()
@@ -157,16 +147,9 @@ def test_the_dtype_travels_with_the_run(built):
         view = ds.sort_by_similarity(%r, k=5, brain_key="i8")
         print("IDS", ",".join(view.values("id")))
     """ % (ds.name, QUERIES[0])
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ),
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "DTYPE int8 int8" in proc.stdout
-    ids = proc.stdout.split("IDS ")[1].split()[0].split(",")
+    out = run_python(script)
+    assert "DTYPE int8 int8" in out
+    ids = out.split("IDS ")[1].split()[0].split(",")
     assert ids == expected.values("id")
 
 
@@ -220,7 +203,7 @@ def test_scan_cache_ranks_as_the_table_and_follows_its_changes(
                 backend="jina_multivector",
                 brain_key="scan",
                 scan_cache=True,
-                **_store_kwargs("qdrant", os.path.join(tmp_root, "scan-q")),
+                **store_kwargs("qdrant", os.path.join(tmp_root, "scan-q")),
             )
         assert ds.list_brain_runs() == runs
         return

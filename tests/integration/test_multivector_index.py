@@ -9,16 +9,19 @@ computed here from the encoder, one page at a time.
 import math
 import os
 import shutil
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
 from bson import BSON
 from PIL import Image
 
-from conftest import MODEL_NAME
+from conftest import (
+    MODEL_NAME,
+    new_dataset,
+    ranking,
+    run_python,
+    store_kwargs,
+)
 
 from jina_embeddings_v4.testing import documents  # noqa: E402
 
@@ -44,19 +47,6 @@ def pages(tmp_root):
     )
 
 
-def _store_kwargs(store, folder):
-    if store == "lancedb":
-        return {"store": "lancedb", "uri": os.path.join(folder, "lance")}
-    return {"store": "qdrant", "path": os.path.join(folder, "qdrant")}
-
-
-def _new_dataset(pages, name):
-    ds = fo.Dataset(name, overwrite=True)
-    ds.persistent = True
-    ds.add_samples([fo.Sample(filepath=p["filepath"]) for p in pages])
-    return ds
-
-
 def _doc_sizes(ds):
     coll = ds._sample_collection
     return [len(BSON.encode(d)) for d in coll.find({})]
@@ -67,7 +57,7 @@ def built(request, pages, model, tmp_root):
     store = request.param
     folder = os.path.join(tmp_root, "mv-" + store)
     shutil.rmtree(folder, ignore_errors=True)
-    ds = _new_dataset(pages[:N], "jina-mv-" + store)
+    ds = new_dataset(pages[:N], "jina-mv-" + store)
     sizes_before = _doc_sizes(ds)
     calls = model.encoder.forward_calls
     index = fob.compute_similarity(
@@ -78,7 +68,7 @@ def built(request, pages, model, tmp_root):
         brain_key="mv",
         oversample=4,
         batch_size=4,
-        **_store_kwargs(store, folder),
+        **store_kwargs(store, folder),
     )
     info = {
         "store": store,
@@ -125,10 +115,6 @@ def _text_query_multi(model, text=QUERY):
     ).multi[0]
 
 
-def _ranking(scores, reverse=False):
-    return sorted(scores, key=lambda i: scores[i], reverse=not reverse)
-
-
 def test_build_one_forward_per_batch_nothing_in_samples(built):
     ds, index, info = built
     assert info["forwards"] == math.ceil(N / 4)
@@ -157,16 +143,16 @@ def test_text_query_equals_exhaustive_maxsim(built, model):
     view = ds.sort_by_similarity(
         QUERY, k=3, brain_key="mv", dist_field="maxsim"
     )
-    assert view.values("id") == _ranking(scores)[:3]
+    assert view.values("id") == ranking(scores)[:3]
     got = dict(zip(*view.values(["id", "maxsim"])))
     for sample_id, score in got.items():
         assert score == pytest.approx(scores[sample_id], rel=1e-4)
 
     everything = index.sort_by_similarity(QUERY, k=None)
-    assert everything.values("id") == _ranking(scores)
+    assert everything.values("id") == ranking(scores)
 
     least = ds.sort_by_similarity(QUERY, k=3, brain_key="mv", reverse=True)
-    assert least.values("id") == _ranking(scores, reverse=True)[:3]
+    assert least.values("id") == ranking(scores, reverse=True)[:3]
 
 
 def test_two_stage_ranks_the_single_vector_candidates(built, model):
@@ -184,7 +170,7 @@ def test_two_stage_ranks_the_single_vector_candidates(built, model):
         view = index.sort_by_similarity(QUERY, k=2)
     finally:
         index.config.oversample = 4
-    assert view.values("id") == _ranking(scores)[:2]
+    assert view.values("id") == ranking(scores)[:2]
 
 
 def test_first_stage_recall_against_exhaustive_maxsim(built, model):
@@ -198,7 +184,7 @@ def test_first_stage_recall_against_exhaustive_maxsim(built, model):
         first = sorted(singles, key=lambda i: -float(singles[i] @ query_single))
         query = _text_query_multi(model, text)
         scores = {i: _maxsim(query, multis[i]) for i in singles}
-        truth = set(_ranking(scores)[:2])
+        truth = set(ranking(scores)[:2])
         for o in expected:
             expected[o].append(len(truth & set(first[: 2 * o])) / 2)
 
@@ -221,12 +207,12 @@ def test_image_and_sample_id_queries(built, model):
     ).multi[0]
     scores = {i: _maxsim(image_query, p) for i, p in multis.items()}
     by_image = index.sort_by_similarity(image, k=4)
-    assert by_image.values("id") == _ranking(scores)[:4]
+    assert by_image.values("id") == ranking(scores)[:4]
 
     # an id query uses the stored (float16) vectors of that page
     id_scores = {i: _maxsim(multis[first.id], p) for i, p in multis.items()}
     by_id = ds.sort_by_similarity(first.id, k=4, brain_key="mv")
-    assert by_id.values("id") == _ranking(id_scores)[:4]
+    assert by_id.values("id") == ranking(id_scores)[:4]
     assert by_id.values("id")[0] == first.id
 
     two = [first.id, ds.last().id]
@@ -235,7 +221,7 @@ def test_image_and_sample_id_queries(built, model):
         for i, p in multis.items()
     }
     by_ids = ds.sort_by_similarity(two, k=3, brain_key="mv")
-    assert by_ids.values("id") == _ranking(mean)[:3]
+    assert by_ids.values("id") == ranking(mean)[:3]
 
 
 def test_within_a_view(built, model):
@@ -249,7 +235,7 @@ def test_within_a_view(built, model):
         if i in allowed
     }
     got = view.sort_by_similarity(QUERY, k=4, brain_key="mv")
-    assert got.values("id") == _ranking(scores)[:4]
+    assert got.values("id") == ranking(scores)[:4]
 
 
 def test_fresh_process_same_order_without_loading_the_model(built):
@@ -263,7 +249,7 @@ def test_fresh_process_same_order_without_loading_the_model(built):
         results = ds.load_brain_results("mv")
         print("CLASS", type(results).__module__, type(results).__name__)
     """ % (ds.name, QUERY)
-    out = _run_python(script)
+    out = run_python(script)
     assert out.split("IDS ")[1].split()[0].split(",") == expected.values("id")
     assert (
         "CLASS jina_embeddings_v4.index.backend "
@@ -306,14 +292,14 @@ def test_lifecycle_add_remove_get_cleanup(built, pages, model):
 def test_delete_brain_run_drops_the_store(pages, model, tmp_root):
     folder = os.path.join(tmp_root, "mv-cleanup")
     for store in STORES:
-        ds = _new_dataset(pages[:3], "jina-mv-cleanup")
+        ds = new_dataset(pages[:3], "jina-mv-cleanup")
         index = fob.compute_similarity(
             ds,
             model=MODEL_NAME,
             model_kwargs=KWARGS,
             backend="jina_multivector",
             brain_key="gone",
-            **_store_kwargs(store, folder),
+            **store_kwargs(store, folder),
         )
         store_obj = index.store
         assert store_obj.count() == 3
@@ -346,7 +332,7 @@ def test_interrupted_build_resumes_without_duplicates(
             backend="jina_multivector",
             brain_key="resume",
             batch_size=2,
-            **_store_kwargs(store, folder),
+            **store_kwargs(store, folder),
         )
         with pytest.raises(Exception, match="00|06|png|image"):
             fob.compute_similarity(ds, skip_failures=False, **kwargs)
@@ -390,7 +376,7 @@ def test_unreadable_images_are_skipped_with_a_warning(
             backend="jina_multivector",
             brain_key="skip",
             batch_size=4,
-            **_store_kwargs("lancedb", folder),
+            **store_kwargs("lancedb", folder),
         )
     assert index.total_index_size == 3
     assert "mv-unreadable-page.png" in caplog.text
@@ -456,17 +442,5 @@ def test_missing_engine_names_the_pip_command(zoo_source):
         except ImportError as e:
             print("ERROR", e)
     """ % MODEL_NAME
-    out = _run_python(script)
+    out = run_python(script)
     assert "pip install 'lancedb==0.40.0'" in out
-
-
-def _run_python(script, timeout=300):
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=dict(os.environ),
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import MODEL_NAME, REPO_ROOT
+from conftest import MODEL_NAME, REPO_ROOT, slow_shard_script
 
 import fiftyone as fo
 import fiftyone.brain as fob
@@ -22,38 +22,8 @@ from jina_embeddings_v4.testing import documents
 N = 12
 KWARGS = {"task": "retrieval", "dtype": "float32"}
 SCRIPT = os.path.join(REPO_ROOT, "scripts", "embed_shard.py")
-# A shard process as embed_shard.py runs it, with two hooks: once its
-# model is loaded it touches `ready` and waits for `go` (so two shards
-# reach their first write at the same moment), and each batch takes
-# `delay` seconds longer (so a kill lands half way)
-SLOW_SHARD = r"""
-import os, sys, time
-
-ready, go, delay = sys.argv[1], sys.argv[2], float(sys.argv[3])
-
-import fiftyone.zoo as foz
-from jina_embeddings_v4.cli import main
-from jina_embeddings_v4.fiftyone import zoo
-
-load_zoo_model = foz.load_zoo_model
-
-def load_then_wait(*args, **kwargs):
-    model = load_zoo_model(*args, **kwargs)
-    open(ready, "w").close()
-    while not os.path.exists(go):
-        time.sleep(0.005)
-    return model
-
-embed = zoo.JinaEmbeddingsV4.embed_images_with_multivectors
-
-def slow_embed(self, images):
-    time.sleep(delay)
-    return embed(self, images)
-
-foz.load_zoo_model = load_then_wait
-zoo.JinaEmbeddingsV4.embed_images_with_multivectors = slow_embed
-sys.exit(main(["embed-shard"] + sys.argv[4:]))
-"""
+# a shard process whose batches can be made slower (conftest.py)
+SLOW_SHARD = slow_shard_script("embed_images_with_multivectors")
 QUERIES = ["quarterly revenue table", "signature of the contract", "invoice total"]
 
 

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import MODEL_NAME, REPO_ROOT
+from conftest import MODEL_NAME, REPO_ROOT, slow_shard_script
 
 from jina_embeddings_v4.testing import documents  # noqa: E402
 
@@ -123,38 +123,8 @@ def test_two_concurrent_shards_equal_one_run(zoo_source, tmp_root):
 
 M = 12  # samples of the datasets below
 
-# A shard process as embed_shard.py runs it, with two hooks: each batch
-# takes `delay` seconds longer (so a kill lands half way, and two runs
-# overlap), and once its model is loaded it touches `ready` and waits for
-# `go` (so two shards reach their first write at the same moment).
-SLOW_SHARD = r"""
-import os, sys, time
-
-ready, go, delay = sys.argv[1], sys.argv[2], float(sys.argv[3])
-
-import fiftyone.zoo as foz
-from jina_embeddings_v4.cli import main
-from jina_embeddings_v4.fiftyone import zoo
-
-load_zoo_model = foz.load_zoo_model
-
-def load_then_wait(*args, **kwargs):
-    model = load_zoo_model(*args, **kwargs)
-    open(ready, "w").close()
-    while not os.path.exists(go):
-        time.sleep(0.005)
-    return model
-
-embed_all = zoo.JinaEmbeddingsV4.embed_all
-
-def slow_embed_all(self, imgs):
-    time.sleep(delay)
-    return embed_all(self, imgs)
-
-foz.load_zoo_model = load_then_wait
-zoo.JinaEmbeddingsV4.embed_all = slow_embed_all
-sys.exit(main(["embed-shard"] + sys.argv[4:]))
-"""
+# a shard process whose batches can be made slower (conftest.py)
+SLOW_SHARD = slow_shard_script("embed_all")
 
 # Claims fields f0, f1, ... for one task, each at the moment the test says
 # go, and prints what happened to each.

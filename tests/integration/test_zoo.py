@@ -12,9 +12,7 @@ import math
 import os
 import shutil
 import socketserver
-import subprocess
 import sys
-import textwrap
 import threading
 import zipfile
 
@@ -22,6 +20,7 @@ import numpy as np
 import pytest
 
 from conftest import MODEL_NAME, REPO_ROOT, TINY_SNAPSHOT, ZOO_PACKAGE
+from conftest import run_python
 from app_driver import free_port
 from jina_embeddings_v4.testing.support import SOURCE_IGNORE, expected_zero_shot_labels, install_source
 
@@ -152,26 +151,13 @@ def test_incomplete_snapshot_offline_names_what_is_missing(tmp_path):
         except Exception as e:
             print("ERROR:", e)
     """ % (MODEL_NAME, MODEL_NAME)
-    out = _run_python(script, FIFTYONE_MODEL_ZOO_DIR=str(zoo_dir))
+    out = run_python(script, FIFTYONE_MODEL_ZOO_DIR=str(zoo_dir))
     typo = out.split("TYPO:")[1].split("ERROR:")[0]
     assert "Unknown option(s) taks" in typo and "download" not in typo
     assert "ERROR:" in out
     assert dest in out
     assert "model-00001-of-00002.safetensors" in out
     assert "network access" in out
-
-
-def _run_python(script, timeout=300, **env):
-    full_env = dict(os.environ, **env)
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
 
 
 def test_registered_from_url_like_users_do(tmp_path):
@@ -208,7 +194,7 @@ def test_registered_from_url_like_users_do(tmp_path):
                   vec.shape, vec.dtype)
         """ % (url, MODEL_NAME, TINY_SNAPSHOT, MODEL_NAME)
         try:
-            out = _run_python(
+            out = run_python(
                 script, FIFTYONE_MODEL_ZOO_DIR=str(tmp_path / "zoo")
             )
         finally:
@@ -347,7 +333,7 @@ def test_text_search_in_a_fresh_process(dataset, model):
         view = ds.sort_by_similarity(%r, k=6, brain_key="jina_sim")
         print("IDS", ",".join(view.values("id")))
     """ % (dataset.name, QUERY)
-    out = _run_python(script)
+    out = run_python(script)
     ids = out.split("IDS ")[1].strip().split(",")
 
     query = model.embed_prompt(QUERY)
