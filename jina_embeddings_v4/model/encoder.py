@@ -455,6 +455,9 @@ class JinaV4Encoder:
     # -- loading ---------------------------------------------------------
 
     def _load(self):
+        # what the weight files are before they are read, so that an exact
+        # unmerge reads them only while they are still what was loaded
+        self._weight_stamps = exact_unmerge.stamps(self.snapshot_dir)
         config = Qwen2_5_VLConfig.from_pretrained(self.snapshot_dir)
         self.config = config
         text_config = getattr(config, "text_config", config)
@@ -1236,7 +1239,7 @@ class JinaV4Encoder:
         """Unmerges the merged task's LoRA, base weights read back from
         the snapshot (exact; see ``exact_unmerge.py``)."""
         restored, subtracted = exact_unmerge.unmerge(
-            self._peft_model, self.snapshot_dir
+            self._peft_model, self.snapshot_dir, self._weight_stamps
         )
         logger.debug(
             "Unmerged %s: %d layers read back, %d subtracted",

@@ -10,10 +10,11 @@ fresh encoder after 100 switches, 3.5 times the merge's own effect).
 
 Here each merged layer gets its base weight back bit for bit: read from
 the snapshot's safetensors files (memory-mapped, one tensor at a time)
-and cast to the layer's dtype, as the load did. A layer whose weight can
-not be read that way (the files changed or were removed since the load,
-a LoRA variant, a LoRA bias, several adapters merged) is unmerged by
-peft's subtraction instead, with one warning naming the cause.
+and cast to the layer's dtype, as the load did. The files are stamped
+(size and modification time) at the load; a layer whose weight can not be
+read that way (its file changed or was removed since the load, a LoRA
+variant, a LoRA bias, several adapters merged) is unmerged by peft's
+subtraction instead, with one warning naming the cause.
 
 Knows nothing of FiftyOne.
 """
@@ -40,6 +41,38 @@ MODULE_TO_CHECKPOINT = (
 )
 
 
+def weight_files(snapshot_dir):
+    """The snapshot's safetensors weight files (absolute paths)."""
+    index = os.path.join(snapshot_dir, INDEX_FILE)
+    if os.path.isfile(index):
+        with open(index) as f:
+            names = sorted(set(json.load(f)["weight_map"].values()))
+    else:
+        names = [SINGLE_WEIGHTS_FILE]
+    return [os.path.join(snapshot_dir, name) for name in names]
+
+
+def stamp(path):
+    """What tells a file changed: its size and modification time (of the
+    file a link points to), or None when it can not be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns)
+
+
+def stamps(snapshot_dir):
+    """``{path: stamp}`` of the snapshot's weight files, taken at load
+    (empty when the index can not be read: the load itself then says
+    what is wrong, and no file counts as unchanged)."""
+    try:
+        files = weight_files(snapshot_dir)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+    return {path: stamp(path) for path in files}
+
+
 def checkpoint_key(peft_name):
     """The checkpoint key of the weight of the layer peft calls
     ``peft_name``, or None for a layer the checkpoint layout does not
@@ -63,10 +96,13 @@ class SnapshotTensors(object):
 
     Args:
         snapshot_dir: a folder in the official snapshot layout
+        expected (None): ``{path: stamp}`` from :func:`stamps`; a file
+            whose stamp differs now is refused (it is not what was loaded)
     """
 
-    def __init__(self, snapshot_dir):
+    def __init__(self, snapshot_dir, expected=None):
         self.snapshot_dir = snapshot_dir
+        self.expected = expected
         self._weight_map = None
         self._open = {}
 
@@ -86,12 +122,18 @@ class SnapshotTensors(object):
 
     def get(self, key):
         """The tensor ``key``; raises KeyError when the files lack it and
-        OSError when they can not be read."""
+        OSError when they can not be read or changed since the stamps."""
         from safetensors import safe_open
 
         path = self._file_of(key)
         handle = self._open.get(path)
         if handle is None:
+            if self.expected is not None:
+                was = self.expected.get(path)
+                if was is None or stamp(path) != was:
+                    raise OSError(
+                        "%s changed since the model was loaded" % path
+                    )
             handle = safe_open(path, framework="pt")
             self._open[path] = handle
         if key not in handle.keys():
@@ -124,15 +166,21 @@ def _why_not_exact(module):
     return None
 
 
-def unmerge(peft_model, snapshot_dir):
+def unmerge(peft_model, snapshot_dir, expected=None):
     """Unmerges every merged LoRA layer of ``peft_model``: base weights
     read back from ``snapshot_dir`` where it can, peft's subtraction where
     not (one warning). Weights must be plain (not packed) meanwhile.
 
+    Args:
+        peft_model: the peft model whose layers are merged
+        snapshot_dir: the snapshot it was loaded from
+        expected (None): the weight files' :func:`stamps` at the load;
+            a file that changed since is not read
+
     Returns:
         (restored, subtracted): how many layers went each way
     """
-    tensors = SnapshotTensors(snapshot_dir)
+    tensors = SnapshotTensors(snapshot_dir, expected)
     restored = subtracted = 0
     causes = []
     try:

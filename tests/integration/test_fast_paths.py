@@ -288,13 +288,15 @@ def test_task_switches_of_a_merged_bf16_encoder_leave_no_drift(goldens, caplog):
         assert torch.equal(p, theirs[name]), name
 
 
+@pytest.mark.parametrize("change", ["removed", "touched"])
 def test_unmerging_without_the_snapshot_subtracts_and_warns(
-    goldens, tmp_path, caplog
+    goldens, tmp_path, caplog, change
 ):
-    """When the weight files are gone after the load, a task switch still
-    unmerges, by peft's subtraction: the vectors come back within bf16's
-    tolerance but not bit for bit, and a warning says why and what to
-    do."""
+    """When the weight files are gone after the load, or changed (here:
+    their modification time; a new download in place would change it), a
+    task switch still unmerges, by peft's subtraction: the vectors come
+    back within bf16's tolerance but not bit for bit, and a warning says
+    why and what to do."""
     _, _, images = goldens
     snapshot = str(tmp_path / "snapshot")
     shutil.copytree(TINY_SNAPSHOT, snapshot)
@@ -304,12 +306,18 @@ def test_unmerging_without_the_snapshot_subtracts_and_warns(
     first = enc.encode_images(images[:3], return_multi=True)
     for name in os.listdir(snapshot):
         if name.endswith(".safetensors"):
-            os.remove(os.path.join(snapshot, name))
+            path = os.path.join(snapshot, name)
+            if change == "removed":
+                os.remove(path)
+            else:
+                os.utime(path, ns=(1, 1))
     with caplog.at_level("WARNING"):
         enc.encode_texts(["a page"], task="code")
         again = enc.encode_images(images[:3], return_multi=True)
     assert enc._merged_task == "retrieval"
     assert "unmerged by subtraction" in caplog.text
+    if change == "touched":
+        assert "changed since the model was loaded" in caplog.text
     assert "Keep the snapshot in place, or use merge_lora=False" in caplog.text
     assert not _all_arrays_equal(again, first)
     assert worst_distance(again, first) <= 1e-3

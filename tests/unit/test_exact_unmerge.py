@@ -1,6 +1,7 @@
 """Where an exact unmerge reads a layer's base weight from, by hand."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -55,3 +56,29 @@ def test_snapshot_tensors_in_one_file_and_in_shards(tmp_path):
     (single / "model.safetensors").unlink()
     with pytest.raises(OSError):
         xu.SnapshotTensors(str(single)).get("x.weight")
+
+
+def test_a_file_changed_since_the_stamps_is_refused(tmp_path):
+    a = torch.arange(6, dtype=torch.bfloat16).reshape(2, 3)
+    path = tmp_path / "model.safetensors"
+    save_file({"x.weight": a}, str(path))
+    stamps = xu.stamps(str(tmp_path))
+    assert list(stamps) == [str(path)]
+    assert stamps[str(path)] == (path.stat().st_size, path.stat().st_mtime_ns)
+
+    assert torch.equal(xu.SnapshotTensors(str(tmp_path), stamps).get("x.weight"), a)
+    # the same name, other weights (a new download in place)
+    save_file({"x.weight": a + 1}, str(path))
+    os.utime(path, ns=(1, 1))
+    with pytest.raises(OSError, match="changed since the model was loaded"):
+        xu.SnapshotTensors(str(tmp_path), stamps).get("x.weight")
+    # without stamps it reads what is there
+    assert torch.equal(xu.SnapshotTensors(str(tmp_path)).get("x.weight"), a + 1)
+
+
+def test_stamps_of_an_unreadable_index_are_empty(tmp_path):
+    (tmp_path / "model.safetensors.index.json").write_text("{not json")
+    assert xu.stamps(str(tmp_path)) == {}
+    # and then nothing is read back (unmerge() subtracts instead)
+    with pytest.raises(ValueError):
+        xu.SnapshotTensors(str(tmp_path), {}).get("x.weight")
