@@ -170,7 +170,6 @@ def test_word_boxes_lie_on_the_ink_of_the_rendered_page(tmp_root, rotation):
     # a real page turned by its /Rotate: every dark pixel of the rendered
     # image is inside some word's box, and the boxes are mostly ink-free
     # paper elsewhere (so they are where the words are, not just big)
-    import numpy as np
     import pypdfium2
     from PIL import Image
 
