@@ -36,7 +36,6 @@ import numpy as np
 
 from ..scoring import flat_maxsim
 from ..scoring import late_interaction as li
-from ..scoring import quantize
 
 STORES = ("lancedb", "qdrant")
 
