@@ -291,11 +291,13 @@ def configurations(half, batch, keys=CONFIG_KEYS):
 
 def use(encoder, merge, packed, default_packing):
     """Sets the encoder up for one configuration: LoRA merged or not,
-    weights packed as by default (``packed``) or plain."""
-    encoder.set_merge_lora(merge)
+    weights packed as by default (``packed``) or plain; the task's LoRA
+    activated (merged) now, so that no timed run includes the merge."""
     want = default_packing if packed else False
     if encoder.pack_weights != want:
         encoder.set_pack_weights(want)
+    encoder.set_merge_lora(merge)
+    encoder.encode_texts(["warm-up"], task="retrieval")
 
 
 def _dtype_name(dtype):

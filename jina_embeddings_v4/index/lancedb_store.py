@@ -317,13 +317,16 @@ class LanceDBStore(object):
         """Indexes what ``finalize`` indexes, where not yet indexed (so a
         retry after a lost commit race does only what is left)."""
         table = self.table
-        names = " ".join(i.name for i in table.list_indices())
-        if _ID not in names:
+        if table is None:
+            # dropped meanwhile
+            return
+        indexed = {c for i in table.list_indices() for c in i.columns}
+        if _ID not in indexed:
             from lancedb.index import BTree
 
             table.create_index(_ID, config=BTree())
 
-        if self.has_text() and _TEXT not in names:
+        if self.has_text() and _TEXT not in indexed:
             # the terms are ours (scoring/lexical.py): split on spaces only
             table.create_fts_index(
                 _TEXT,
@@ -338,7 +341,7 @@ class LanceDBStore(object):
             )
 
         rows = table.count_rows()
-        if "vector" not in names and rows >= ANN_MIN_ROWS:
+        if "vector" not in indexed and rows >= ANN_MIN_ROWS:
             from lancedb.index import IvfFlat
 
             table.create_index(

@@ -693,8 +693,14 @@ class JinaV4Encoder:
             raise ValueError("merge_lora must be True or False")
         with self._lock:
             if not merge_lora and self._merged_task is not None:
-                with self._packed.unpacked():
-                    self._unmerge()
+                try:
+                    with self._packed.unpacked():
+                        self._unmerge()
+                except BaseException:
+                    # partly unmerged: the next call activates its task
+                    # again (layers already restored are skipped)
+                    self._active_task = None
+                    raise
             self.merge_lora = merge_lora
 
     def set_pack_weights(self, pack_weights):
@@ -1222,18 +1228,26 @@ class JinaV4Encoder:
             return
 
         changes_weights = self._merged_task is not None or self.merge_lora
-        with (
-            self._packed.unpacked()
-            if changes_weights
-            else contextlib.nullcontext()
-        ):
-            if self._merged_task is not None:
-                self._unmerge()
-            self._peft_model.set_adapter(task)
-            self._active_task = task
-            if self.merge_lora:
-                self._peft_model.merge_adapter()
-                self._merged_task = task
+        try:
+            with (
+                self._packed.unpacked()
+                if changes_weights
+                else contextlib.nullcontext()
+            ):
+                if self._merged_task is not None:
+                    self._unmerge()
+                self._peft_model.set_adapter(task)
+                self._active_task = task
+                if self.merge_lora:
+                    # recorded first: a merge that stops part way is
+                    # unmerged by the next activation
+                    self._merged_task = task
+                    self._peft_model.merge_adapter()
+        except BaseException:
+            # weights half way between two tasks: whatever the next call
+            # asks for is activated from scratch
+            self._active_task = None
+            raise
 
     def _unmerge(self):
         """Unmerges the merged task's LoRA, base weights read back from

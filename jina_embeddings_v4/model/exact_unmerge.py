@@ -11,7 +11,7 @@ fresh encoder after 100 switches, 3.5 times the merge's own effect).
 Here each merged layer gets its base weight back bit for bit: read from
 the snapshot's safetensors files (memory-mapped, one tensor at a time)
 and cast to the layer's dtype, as the load did. The files are stamped
-(size and modification time) at the load; a layer whose weight can not be
+(inode, size, modification time) before the load; a layer whose weight can not be
 read that way (its file changed or was removed since the load, a LoRA
 variant, a LoRA bias, several adapters merged) is unmerged by peft's
 subtraction instead, with one warning naming the cause.
@@ -53,13 +53,14 @@ def weight_files(snapshot_dir):
 
 
 def stamp(path):
-    """What tells a file changed: its size and modification time (of the
-    file a link points to), or None when it can not be read."""
+    """What tells a file changed: its device, inode, size and modification
+    time (of the file a link points to), or None when it can not be
+    read."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return (st.st_size, st.st_mtime_ns)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def stamps(snapshot_dir):
@@ -107,6 +108,16 @@ class SnapshotTensors(object):
         self._open = {}
 
     def _file_of(self, key):
+        if os.path.isfile(
+            os.path.join(self.snapshot_dir, INDEX_FILE)
+        ) and os.path.isfile(
+            os.path.join(self.snapshot_dir, SINGLE_WEIGHTS_FILE)
+        ):
+            raise OSError(
+                "%s holds both %s and %s: which of them the model was "
+                "loaded from is not certain"
+                % (self.snapshot_dir, SINGLE_WEIGHTS_FILE, INDEX_FILE)
+            )
         if self._weight_map is None:
             index = os.path.join(self.snapshot_dir, INDEX_FILE)
             if os.path.isfile(index):

@@ -18,9 +18,11 @@ def cosine_distance(a, b):
     """
     a = np.asarray(a, np.float64)
     b = np.asarray(b, np.float64)
-    return 1.0 - np.sum(a * b, -1) / (
-        np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
-    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # a zero vector gives NaN, which worst_distance reports
+        return 1.0 - np.sum(a * b, -1) / (
+            np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+        )
 
 
 def worst_distance(out, ref):
@@ -35,17 +37,37 @@ def worst_distance(out, ref):
     Returns:
         the largest distance, or ``inf`` when the two do not hold the same
         pages and tokens (a page count or a page's multi-vector shape
-        differs, or only one of them has multi vectors)
+        differs, or only one of them has single or multi vectors) or a
+        distance is not a number (NaN values, or all-zero vectors)
     """
-    if np.shape(out.single) != np.shape(ref.single):
-        return float("inf")
-    worst = float(np.max(cosine_distance(out.single, ref.single)))
-    if out.multi is None and ref.multi is None:
-        return worst
-    if out.multi is None or ref.multi is None or len(out.multi) != len(ref.multi):
-        return float("inf")
-    for a, b in zip(out.multi, ref.multi):
-        if np.shape(a) != np.shape(b):
-            return float("inf")
-        worst = max(worst, float(np.max(cosine_distance(a, b))))
+    inf = float("inf")
+    if (out.single is None) != (ref.single is None):
+        return inf
+    if (out.multi is None) != (ref.multi is None):
+        return inf
+    if out.single is None and out.multi is None:
+        return inf
+
+    worst = 0.0
+    if out.single is not None:
+        if np.shape(out.single) != np.shape(ref.single):
+            return inf
+        worst = _largest(out.single, ref.single)
+    if out.multi is not None:
+        if len(out.multi) != len(ref.multi):
+            return inf
+        for a, b in zip(out.multi, ref.multi):
+            if np.shape(a) != np.shape(b):
+                return inf
+            worst = max(worst, _largest(a, b))
     return worst
+
+
+def _largest(a, b):
+    # NaN compares false both ways, so max() would drop it: inf instead
+    d = cosine_distance(a, b)
+    if d.size == 0:
+        return 0.0
+    if np.isnan(d).any():
+        return float("inf")
+    return float(np.max(d))

@@ -482,3 +482,44 @@ def test_auto_device_order():
     assert jenc.auto_device_type(cuda=False, mps=False) == "cpu"
     assert jenc.resolve_device().type == ("cuda" if torch.cuda.is_available()
                                           else "cpu")
+
+
+def test_a_task_switch_stopped_part_way_leaves_no_mixed_weights(
+    goldens, monkeypatch
+):
+    """A switch interrupted in the middle of the unmerge (Ctrl-C here)
+    leaves some layers restored and some merged; the next call, even for
+    the task that was active, activates it from scratch: its vectors equal
+    the first ones bit for bit."""
+    _, _, images = goldens
+    enc = jenc.JinaV4Encoder(
+        TINY_SNAPSHOT, device="cpu", dtype="bfloat16", merge_lora=True
+    )
+    first = enc.encode_images(images[:3], return_multi=True)
+    read = exact_unmerge.SnapshotTensors.get
+    calls = []
+
+    def interrupted(self, key):
+        calls.append(key)
+        if len(calls) > 3:
+            raise KeyboardInterrupt
+        return read(self, key)
+
+    monkeypatch.setattr(exact_unmerge.SnapshotTensors, "get", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        enc.encode_texts(["a page"], task="code")
+    monkeypatch.setattr(exact_unmerge.SnapshotTensors, "get", read)
+    assert len(calls) == 4
+    assert _all_arrays_equal(
+        enc.encode_images(images[:3], return_multi=True), first
+    )
+    # and the same after an interrupted set_merge_lora(False)
+    calls.clear()
+    monkeypatch.setattr(exact_unmerge.SnapshotTensors, "get", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        enc.set_merge_lora(False)
+    monkeypatch.setattr(exact_unmerge.SnapshotTensors, "get", read)
+    assert enc.merge_lora
+    assert _all_arrays_equal(
+        enc.encode_images(images[:3], return_multi=True), first
+    )

@@ -52,3 +52,23 @@ def test_worst_distance_is_inf_when_the_pages_or_tokens_differ():
     assert worst_distance(_emb([[0, 1]], None), _emb([[1, 0]], None)) == (
         pytest.approx(1.0)
     )
+
+
+def test_worst_distance_is_inf_for_nan_or_zero_vectors_anywhere():
+    ref = _emb([[1, 0], [0, 1]], [np.ones((2, 2)), np.ones((3, 2))])
+    assert worst_distance(ref, ref) == pytest.approx(0.0, abs=1e-15)
+    # a NaN token in the second page (max() alone would drop it)
+    bad = np.ones((3, 2))
+    bad[1, 0] = np.nan
+    assert worst_distance(_emb([[1, 0], [0, 1]], [np.ones((2, 2)), bad]), ref) == (
+        np.inf
+    )
+    # an all-zero single vector: 0 / 0
+    assert worst_distance(_emb([[1, 0], [0, 0]], ref.multi), ref) == np.inf
+    # single vectors on one side only
+    assert worst_distance(SimpleNamespace(single=None, multi=ref.multi), ref) == (
+        np.inf
+    )
+    # multi vectors alone compare when neither has single vectors
+    alone = SimpleNamespace(single=None, multi=ref.multi)
+    assert worst_distance(alone, alone) == pytest.approx(0.0, abs=1e-15)

@@ -64,7 +64,8 @@ def test_a_file_changed_since_the_stamps_is_refused(tmp_path):
     save_file({"x.weight": a}, str(path))
     stamps = xu.stamps(str(tmp_path))
     assert list(stamps) == [str(path)]
-    assert stamps[str(path)] == (path.stat().st_size, path.stat().st_mtime_ns)
+    st = path.stat()
+    assert stamps[str(path)] == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
     assert torch.equal(xu.SnapshotTensors(str(tmp_path), stamps).get("x.weight"), a)
     # the same name, other weights (a new download in place)
@@ -82,3 +83,14 @@ def test_stamps_of_an_unreadable_index_are_empty(tmp_path):
     # and then nothing is read back (unmerge() subtracts instead)
     with pytest.raises(ValueError):
         xu.SnapshotTensors(str(tmp_path), {}).get("x.weight")
+
+
+def test_a_folder_with_both_layouts_is_not_read_back(tmp_path):
+    # which of the two the load used is not certain: nothing is read
+    a = torch.ones(2, dtype=torch.bfloat16)
+    save_file({"x.weight": a}, str(tmp_path / "model.safetensors"))
+    save_file({"x.weight": a + 1}, str(tmp_path / "part-1.safetensors"))
+    with open(tmp_path / "model.safetensors.index.json", "w") as f:
+        json.dump({"weight_map": {"x.weight": "part-1.safetensors"}}, f)
+    with pytest.raises(OSError, match="both model.safetensors and"):
+        xu.SnapshotTensors(str(tmp_path)).get("x.weight")
