@@ -38,7 +38,7 @@ from . import exact_unmerge, fused_lora, packed_linear
 from ..io import image_inputs
 from .batching import DEFAULT_MAX_BATCH_TOKENS, PreparedImage
 from .snapshot import INDEX_FILE, SINGLE_WEIGHTS_FILE, SnapshotError
-from .snapshot import require_complete
+from .snapshot import require_complete, weight_map
 from ..options import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 from ..options import PROMPT_NAMES, TASKS, check_positive_int
 
@@ -572,15 +572,12 @@ class JinaV4Encoder:
         return projector.to(device=self.device, dtype=self.dtype)
 
     def _shard_of(self, key):
-        index = os.path.join(self.snapshot_dir, INDEX_FILE)
-        if os.path.isfile(index):
-            with open(index) as f:
-                weight_map = json.load(f)["weight_map"]
-            if key not in weight_map:
-                raise SnapshotError("%s does not list %s" % (INDEX_FILE, key))
-            return os.path.join(self.snapshot_dir, weight_map[key])
-
-        return os.path.join(self.snapshot_dir, SINGLE_WEIGHTS_FILE)
+        weights = weight_map(self.snapshot_dir)
+        if weights is None:
+            return os.path.join(self.snapshot_dir, SINGLE_WEIGHTS_FILE)
+        if key not in weights:
+            raise SnapshotError("%s does not list %s" % (INDEX_FILE, key))
+        return os.path.join(self.snapshot_dir, weights[key])
 
     def _attach_adapters(self, modules):
         from peft import LoraConfig, PeftModel

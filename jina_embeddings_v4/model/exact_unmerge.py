@@ -11,26 +11,28 @@ fresh encoder after 100 switches, 3.5 times the merge's own effect).
 Here each merged layer gets its base weight back bit for bit: read from
 the snapshot's safetensors files (memory-mapped, one tensor at a time)
 and cast to the layer's dtype, as the load did. The files are stamped
-(inode, size, modification time) before the load; a layer whose weight can not be
-read that way (its file changed or was removed since the load, a LoRA
-variant, a LoRA bias, several adapters merged) is unmerged by peft's
-subtraction instead, with one warning naming the cause.
+(device, inode, size, modification time) before the load; a layer whose
+weight can not be read that way (its file changed or was removed since
+the load, a LoRA variant, a LoRA bias, several adapters merged) is
+unmerged by peft's subtraction instead, with one warning naming the
+cause.
 
 Knows nothing of FiftyOne.
 """
 
-import json
 import logging
 import os
 
 import torch
 
-from .snapshot import INDEX_FILE, SINGLE_WEIGHTS_FILE
+from .snapshot import INDEX_FILE, SINGLE_WEIGHTS_FILE, weight_map
 
 logger = logging.getLogger(__name__)
 
 # peft names the layers "base_model.model.<path in JinaV4Modules>"
 PEFT_PREFIX = "base_model.model."
+
+_NOT_READ = object()
 
 # path in the loaded modules -> key in the official checkpoint (the
 # inverse of the key mapping the encoder loads with)
@@ -43,13 +45,9 @@ MODULE_TO_CHECKPOINT = (
 
 def weight_files(snapshot_dir):
     """The snapshot's safetensors weight files (absolute paths)."""
-    index = os.path.join(snapshot_dir, INDEX_FILE)
-    if os.path.isfile(index):
-        with open(index) as f:
-            names = sorted(set(json.load(f)["weight_map"].values()))
-    else:
-        names = [SINGLE_WEIGHTS_FILE]
-    return [os.path.join(snapshot_dir, name) for name in names]
+    weights = weight_map(snapshot_dir)
+    names = [SINGLE_WEIGHTS_FILE] if weights is None else set(weights.values())
+    return [os.path.join(snapshot_dir, name) for name in sorted(names)]
 
 
 def stamp(path):
@@ -104,32 +102,29 @@ class SnapshotTensors(object):
     def __init__(self, snapshot_dir, expected=None):
         self.snapshot_dir = snapshot_dir
         self.expected = expected
-        self._weight_map = None
+        self._weights = _NOT_READ  # weight_map(), read by the first get()
         self._open = {}
 
-    def _file_of(self, key):
-        if os.path.isfile(
-            os.path.join(self.snapshot_dir, INDEX_FILE)
-        ) and os.path.isfile(
-            os.path.join(self.snapshot_dir, SINGLE_WEIGHTS_FILE)
-        ):
+    def _read_layout(self):
+        single = os.path.join(self.snapshot_dir, SINGLE_WEIGHTS_FILE)
+        weights = weight_map(self.snapshot_dir)
+        if weights is not None and os.path.isfile(single):
             raise OSError(
                 "%s holds both %s and %s: which of them the model was "
                 "loaded from is not certain"
                 % (self.snapshot_dir, SINGLE_WEIGHTS_FILE, INDEX_FILE)
             )
-        if self._weight_map is None:
-            index = os.path.join(self.snapshot_dir, INDEX_FILE)
-            if os.path.isfile(index):
-                with open(index) as f:
-                    self._weight_map = json.load(f)["weight_map"]
-            else:
-                self._weight_map = False
-        if self._weight_map is False:
+        return weights
+
+    def _file_of(self, key):
+        if self._weights is _NOT_READ:
+            self._weights = self._read_layout()
+        if self._weights is None:
+            # one file holds every weight
             return os.path.join(self.snapshot_dir, SINGLE_WEIGHTS_FILE)
-        if key not in self._weight_map:
+        if key not in self._weights:
             raise KeyError("%s does not list %s" % (INDEX_FILE, key))
-        return os.path.join(self.snapshot_dir, self._weight_map[key])
+        return os.path.join(self.snapshot_dir, self._weights[key])
 
     def get(self, key):
         """The tensor ``key``; raises KeyError when the files lack it and
@@ -177,6 +172,29 @@ def _why_not_exact(module):
     return None
 
 
+def _saved_weight(tensors, name, module):
+    """``(tensor, None)``: the layer's base weight as the checkpoint holds
+    it; or ``(None, cause)`` when it can not be read back or would not
+    undo the merge alone."""
+    cause = _why_not_exact(module)
+    if cause is not None:
+        return None, cause
+    key = checkpoint_key(name)
+    if key is None:
+        return None, "no checkpoint key for %s" % name
+    try:
+        saved = tensors.get(key)
+    except Exception as e:
+        # whatever keeps the file from being read (gone, changed,
+        # damaged), the layer is still unmerged, by subtraction
+        return None, "%s: %s" % (type(e).__name__, e)
+    shape = tuple(module.get_base_layer().weight.shape)
+    if tuple(saved.shape) != shape:
+        return None, "%s has shape %s, the layer %s" % (
+            key, tuple(saved.shape), shape)
+    return saved, None
+
+
 def unmerge(peft_model, snapshot_dir, expected=None):
     """Unmerges every merged LoRA layer of ``peft_model``: base weights
     read back from ``snapshot_dir`` where it can, peft's subtraction where
@@ -198,27 +216,13 @@ def unmerge(peft_model, snapshot_dir, expected=None):
         for name, module in _lora_layers(peft_model):
             if not module.merged:
                 continue
-            cause = _why_not_exact(module)
-            weight = module.get_base_layer().weight
-            key = checkpoint_key(name)
-            if cause is None and key is None:
-                cause = "no checkpoint key for %s" % name
-            if cause is None:
-                try:
-                    saved = tensors.get(key)
-                except Exception as e:
-                    # whatever keeps the file from being read (gone,
-                    # changed, damaged), the layer is still unmerged
-                    cause = "%s: %s" % (type(e).__name__, e)
-                else:
-                    if tuple(saved.shape) != tuple(weight.shape):
-                        cause = "%s has shape %s, the layer %s" % (
-                            key, tuple(saved.shape), tuple(weight.shape))
+            saved, cause = _saved_weight(tensors, name, module)
             if cause is not None:
                 module.unmerge()
                 subtracted += 1
                 causes.append(cause)
                 continue
+            weight = module.get_base_layer().weight
             with torch.no_grad():
                 weight.data.copy_(saved.to(weight.dtype))
             del module.merged_adapters[:]

@@ -45,6 +45,18 @@ class SnapshotError(ValueError):
     """Raised when a snapshot folder is missing files or is malformed."""
 
 
+def weight_map(path):
+    """Which file holds each weight of the snapshot at ``path``:
+    ``{key: file name}`` from its index, or None for a snapshot in one
+    file (``model.safetensors``). Raises OSError or ValueError when the
+    index can not be read."""
+    index = os.path.join(path, INDEX_FILE)
+    if not os.path.isfile(index):
+        return None
+    with open(index) as f:
+        return json.load(f)["weight_map"]
+
+
 def missing_files(path):
     """Lists what a complete snapshot at ``path`` would have but lacks.
 
